@@ -1,0 +1,335 @@
+"""The Problem protocol, critical points, problem factories and experiments.
+
+A *problem* is a loss ``L: R^d -> R`` with its (generalised) gradient ``G``; csm's
+instruments only use the members listed in :class:`Problem`.  Plugins hand csm
+:class:`ProblemFactory` objects (through the ``csm_problems`` hook) and
+:class:`Experiment` objects (through ``csm_experiments``).
+
+Kinds of critical points are the strings in :data:`KINDS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from .errors import InputError, ParameterError
+
+__all__ = [
+    "KINDS",
+    "Problem",
+    "ProblemBase",
+    "CriticalPoint",
+    "Classification",
+    "ProblemFactory",
+    "Experiment",
+    "ExperimentConfig",
+    "ExperimentResult",
+    "Claim",
+    "to_jsonable",
+]
+
+#: The vocabulary for kinds of critical points (and ``"not_critical"`` for classify).
+KINDS = (
+    "global_minimum",
+    "local_minimum",
+    "strict_saddle",
+    "saddle",  # a saddle that is not strict (no negative curvature direction)
+    "local_maximum",
+)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays, dataclasses, paths and tuples to JSON-safe values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        if hasattr(obj, "to_dict"):
+            return obj.to_dict()
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        if np.isnan(v):
+            return "nan"
+        if np.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return v
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+@dataclass(frozen=True)
+class CriticalPoint:
+    """A known critical point of a problem.
+
+    Attributes
+    ----------
+    theta : ndarray (d,)
+        The point.
+    kind : str
+        One of :data:`KINDS`.
+    loss : float
+        The loss value there.
+    label : str
+        Short unique name (e.g. ``"zigzag-n1-inactive"``), used by ``csm manifold --point``.
+    info : dict
+        Extra facts (layer index, least Hessian eigenvalue, whether numerically located...).
+    """
+
+    theta: np.ndarray
+    kind: str
+    loss: float
+    label: str
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise InputError(f"`kind` must be one of {KINDS}, got {self.kind!r}")
+        object.__setattr__(self, "theta", np.asarray(self.theta, dtype=float))
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(
+            {"theta": self.theta, "kind": self.kind, "loss": self.loss, "label": self.label,
+             "info": dict(self.info)}
+        )
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What :meth:`Problem.classify` says about a point.
+
+    ``kind`` is one of :data:`KINDS` or ``"not_critical"``; ``label`` names the class for
+    tables (e.g. ``"layer-1 saddle in S"``); ``layer`` is an index of the loss level when the
+    problem has one.
+    """
+
+    kind: str
+    label: str
+    loss: float
+    layer: int | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS + ("not_critical",):
+            raise InputError(
+                f"`kind` must be one of {KINDS + ('not_critical',)}, got {self.kind!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(dataclasses.asdict(self))
+
+
+@runtime_checkable
+class Problem(Protocol):
+    """What csm needs of a loss.  All array methods are batched: ``(d,)`` or ``(B, d)``.
+
+    Required: ``name``, ``dim``, ``loss``, ``gradient``, ``sample``, ``critical_points``.
+    Optional (checked with ``getattr``): ``hessian`` (where it exists), ``hvp``,
+    ``classify(theta) -> Classification``, ``local_map(point, step) -> Map`` (a map valid
+    near a critical point, e.g. the ReLU plugin's modified map Psi_J), ``critical_values()``.
+    """
+
+    name: str
+    dim: int
+
+    def loss(self, theta: np.ndarray) -> np.ndarray | float: ...
+
+    def gradient(self, theta: np.ndarray) -> np.ndarray: ...
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray: ...
+
+    def critical_points(self) -> Sequence[CriticalPoint]: ...
+
+
+class ProblemBase:
+    """Convenience base class for problems: batching helpers and sensible defaults.
+
+    Subclasses set ``name`` and ``dim`` and implement ``_loss(X) -> (B,)`` and
+    ``_gradient(X) -> (B, d)`` on batches (and optionally ``_hessian(X) -> (B, d, d)``);
+    the public methods accept ``(d,)`` or ``(B, d)`` and validate shapes.
+    """
+
+    name: str = "problem"
+    dim: int = 0
+
+    def _batch(self, theta: Any) -> tuple[np.ndarray, bool]:
+        from ._validation import as_batch
+
+        return as_batch(theta, self.dim, name="theta")
+
+    def loss(self, theta: Any) -> np.ndarray | float:
+        X, single = self._batch(theta)
+        out = np.asarray(self._loss(X), dtype=float)
+        return float(out[0]) if single else out
+
+    def gradient(self, theta: Any) -> np.ndarray:
+        X, single = self._batch(theta)
+        out = np.asarray(self._gradient(X), dtype=float)
+        return out[0] if single else out
+
+    def hessian(self, theta: Any) -> np.ndarray:
+        X, single = self._batch(theta)
+        if hasattr(self, "_hessian"):
+            out = np.asarray(self._hessian(X), dtype=float)
+        else:
+            from .maps import fd_jacobian
+
+            out = fd_jacobian(self._gradient, X)
+            out = 0.5 * (out + np.swapaxes(out, 1, 2))
+        return out[0] if single else out
+
+    def _loss(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _gradient(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Default initial law: standard Gaussian in ``R^d`` (absolutely continuous)."""
+        return rng.standard_normal((int(n), self.dim))
+
+    def critical_points(self) -> list[CriticalPoint]:
+        return []
+
+    def local_map(self, point: CriticalPoint | np.ndarray, step: float):
+        """The gradient-descent map; problems with a modified map near ``point`` override."""
+        from .maps import GradientDescentMap
+
+        return GradientDescentMap(self, step)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} dim={self.dim}>"
+
+
+@dataclass(frozen=True)
+class ProblemFactory:
+    """How a plugin offers a problem: ``name``, one-line ``description``, a constructor.
+
+    ``parameters`` maps each keyword parameter to its default; it is read from the
+    constructor's signature when not given.  :meth:`create` rejects unknown names with a
+    :class:`~csm.errors.ParameterError` listing the accepted ones; the constructor itself
+    validates values (raising ``CsmError`` subclasses that name the parameter).
+    """
+
+    name: str
+    description: str
+    constructor: Callable[..., Any]
+    parameters: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.parameters is None:
+            sig = inspect.signature(self.constructor)
+            params = {
+                k: (None if p.default is inspect.Parameter.empty else p.default)
+                for k, p in sig.parameters.items()
+                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            }
+            object.__setattr__(self, "parameters", params)
+
+    def create(self, **params: Any) -> Any:
+        unknown = sorted(set(params) - set(self.parameters or {}))
+        if unknown:
+            raise ParameterError(
+                f"problem {self.name!r} has no parameter(s) {unknown}; accepted: "
+                f"{sorted(self.parameters or {})}"
+            )
+        try:
+            return self.constructor(**params)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            raise ParameterError(f"problem {self.name!r}: bad parameters {params}: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(
+            {"name": self.name, "description": self.description,
+             "parameters": dict(self.parameters or {})}
+        )
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Settings passed to :meth:`Experiment.run`.
+
+    ``quick`` asks for the reduced run of ``csm reproduce --quick`` (all experiments together
+    within 5 minutes on 2 cores); ``out_dir`` is where figures go; ``seed`` seeds everything;
+    ``executor`` (a ``concurrent.futures.Executor`` or None) may be used for sweeps;
+    ``progress`` says whether to show progress bars.
+    """
+
+    quick: bool = True
+    out_dir: Path = Path("csm-report")
+    seed: int = 0
+    executor: Any = None
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A statement of the paper checked by an experiment: what was measured, and whether it agrees."""
+
+    statement: str
+    reference: str
+    measured: str
+    agrees: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """The outcome of one experiment: claims, tables (lists of row dicts), figure paths, raw data."""
+
+    name: str
+    reference: str
+    claims: Sequence[Claim]
+    tables: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
+    figures: Mapping[str, str] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def agrees(self) -> bool:
+        return all(c.agrees for c in self.claims)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(
+            {"name": self.name, "reference": self.reference, "agrees": self.agrees,
+             "claims": [c.to_dict() for c in self.claims], "tables": dict(self.tables),
+             "figures": dict(self.figures), "data": dict(self.data), "seconds": self.seconds}
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A reproducible experiment contributed by a plugin (run by ``csm reproduce``).
+
+    ``run(config: ExperimentConfig) -> ExperimentResult``.
+    """
+
+    name: str
+    reference: str
+    description: str
+    run: Callable[[ExperimentConfig], ExperimentResult]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "reference": self.reference, "description": self.description}

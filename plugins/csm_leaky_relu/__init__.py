@@ -1,0 +1,1 @@
+"""csm plugin: leaky_relu (under construction)."""

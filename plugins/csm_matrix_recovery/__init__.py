@@ -1,0 +1,1 @@
+"""csm plugin: matrix_recovery (under construction)."""

@@ -1,0 +1,1 @@
+"""csm plugin: phase_retrieval (under construction)."""

@@ -1,0 +1,1 @@
+"""csm plugin: relu (under construction)."""
