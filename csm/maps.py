@@ -33,6 +33,9 @@ FD_STEP_FACTOR = float(np.finfo(float).eps ** (1.0 / 3.0))
 
 ArrayFunc = Callable[[np.ndarray], np.ndarray]
 
+#: Above this dimension Jacobian-vector products never form the Jacobian.
+_DENSE_JVP_MAX_DIM = 512
+
 
 def fd_jacobian(func: ArrayFunc, X: np.ndarray, out_dim: int | None = None) -> np.ndarray:
     """Central-difference Jacobians of a batched ``func: (B, d) -> (B, m)`` at ``X (B, d)``.
@@ -156,7 +159,8 @@ class Map:
 
         ``x`` is one point ``(d,)`` (then ``v`` may be ``(d,)`` or ``(B, d)``) or a batch
         ``(B, d)`` with ``v (B, d)`` (rowwise products).  Uses, in order: the ``jvp``
-        supplied, the analytic Jacobian, central differences along ``v``
+        supplied, the analytic Jacobian (only for ``d <= 512``, so that large problems never
+        form ``d x d`` matrices), central differences along ``v``
         (``h = eps**(1/3) max(1, |x|_inf) / |v|_inf``, error O(h^2)).
         """
         V, vsingle = as_batch(v, self._dim, name="v")
@@ -165,11 +169,16 @@ class Map:
             X = np.broadcast_to(X, V.shape)
         elif X.shape[0] != V.shape[0]:
             raise ShapeError(f"`x` and `v` batch sizes differ: {X.shape} vs {V.shape}")
+        small = V.shape[1] <= _DENSE_JVP_MAX_DIM
         if self._jvp is not None:
             out = np.asarray(self._jvp(np.ascontiguousarray(X), V), dtype=float)
-        elif self._jac is not None and xsingle:
+            if out.shape != V.shape:
+                raise ShapeError(
+                    f"jvp of `{self.name}` must return shape {V.shape}, got {out.shape}"
+                )
+        elif self._jac is not None and small and xsingle:
             out = V @ self.jacobian(X[0]).T
-        elif self._jac is not None:
+        elif self._jac is not None and small:
             out = np.einsum("bij,bj->bi", self.jacobian(X), V)
         else:
             vn = np.max(np.abs(V), axis=1, keepdims=True)

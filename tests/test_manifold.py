@@ -1,0 +1,159 @@
+"""Theorem 2.2: the Lyapunov--Perron construction against exactly known manifolds."""
+
+import math
+
+import numpy as np
+import pytest
+
+import csm
+from csm.manifold import CUTOFF_LIPSCHITZ, bump, bump_derivative
+from csm.testing import RotatedQuartic, conjugated_graph_map
+
+
+def planar(lam=0.5, mu=2.0):
+    return csm.Map(lambda X: np.stack([lam * X[:, 0], mu * X[:, 1] + X[:, 0] ** 2], 1), dim=2)
+
+
+def test_bump_is_the_lemma_6_1_cutoff():
+    s = np.linspace(0, 3, 30001)
+    e = bump(s)
+    assert np.all(e[s <= 1] == 1) and np.all(e[s >= 2] == 0)
+    # derivative against finite differences, and |eta'| <= 2 as Lemma 6.1 needs
+    h = 1e-6
+    fd = (bump(s + h) - bump(s - h)) / (2 * h)
+    inner = (s > 1 + 1e-3) & (s < 2 - 1e-3)
+    assert np.max(np.abs(fd[inner] - bump_derivative(s)[inner])) < 1e-6
+    assert np.max(np.abs(bump_derivative(s))) <= 2.0 + 1e-12
+    # Lip(chi) <= 5 for every eps (Lemma 6.1); ours is the exact sup of the singular values
+    assert 1.0 < CUTOFF_LIPSCHITZ <= 5.0
+
+
+def test_linear_map_graph_is_zero():
+    A = np.diag([0.3, -0.7, 0.0, 2.5, 1.7])
+    g = csm.Map(lambda X: X @ A.T, lambda X: np.broadcast_to(A, (len(X), 5, 5)), dim=5)
+    m = csm.center_stable_manifold(g, np.zeros(5))
+    assert (m.dim_cs, m.dim_u) == (3, 2)
+    assert m.contraction == 0.0 and m.horizon == 1
+    xi = m.sample_cs(100, 0)
+    assert np.max(np.abs(m.graph(xi))) == 0.0
+
+
+@pytest.mark.parametrize("lam,mu", [(0.5, 2.0), (-0.4, 3.0), (0.0, 1.5), (0.9, -2.5)])
+def test_planar_exact_graph(lam, mu):
+    m = csm.center_stable_manifold(planar(lam, mu), np.zeros(2))
+    xi = np.linspace(-m.radius, m.radius, 401)[:, None]
+    X = m.point(xi)
+    inside = np.linalg.norm(X, axis=1) <= m.radius
+    assert inside.sum() > 300
+    err = np.abs(X[:, 1] - X[:, 0] ** 2 / (lam**2 - mu))
+    assert err[inside].max() <= 1e-9
+    assert m.contraction < 1 and m.lipschitz_bound == pytest.approx(m.contraction / (1 - m.contraction))
+
+
+def _check_case(tc, n=400, tol=1e-8):
+    m = csm.center_stable_manifold(tc.map, tc.fixed_point)
+    assert (m.dim_cs, m.dim_u) == (tc.dim_cs, tc.dim_u)
+    X = m.point(m.sample_cs(n, 1, fraction=1.0))
+    inside = m.eigen_norm(X) <= m.radius
+    assert inside.mean() > 0.9
+    err = tc.graph_error(X[inside])
+    assert err.max() <= tol, err.max()
+    return m
+
+
+def test_conjugated_quadratic_d20():
+    tc = conjugated_graph_map(np.linspace(-0.8, 0.8, 17), [1.5, 2.0, 3.0], seed=3)
+    m = _check_case(tc)
+    assert m.split.condition_number < 10
+
+
+def test_conjugated_degenerate_center_complex_nonsmooth():
+    """Eigenvalue 0 (singular Jacobian), -1 and +1 (center), complex pairs in E_cs and E_u,
+    and a C^1-but-not-C^2 remainder (terms p|p|)."""
+    cs = [0.0, -1.0, 1.0, 0.5 + 0.5j, 0.3, -0.2, 0.6, 0.1, 0.7, -0.5, 0.45, 0.2, 0.33, 0.9,
+          0.15, 0.05, -0.8, 0.25]
+    tc = conjugated_graph_map(cs, [1.8 + 0.9j, 2.5, 1.3], nonlinearity="mixed", seed=1)
+    m = _check_case(tc)
+    A = tc.map.jacobian(tc.fixed_point)
+    assert abs(np.linalg.det(A)) < 1e-12  # the Jacobian is degenerate
+    expected = sorted([1.3, 2.5, abs(1.8 + 0.9j), abs(1.8 + 0.9j)])
+    assert np.sort(np.abs(m.eigenvalues_u)) == pytest.approx(expected)
+
+
+def test_nonsmooth_abs_remainder_only():
+    tc = conjugated_graph_map(np.linspace(-0.9, 0.9, 20), [1.4, 2.2], nonlinearity="abs", seed=5)
+    _check_case(tc)
+
+
+def test_verify_measures_escape():
+    tc = conjugated_graph_map(np.linspace(-0.8, 0.8, 17), [1.5, 2.0, 3.0], seed=3)
+    m = csm.center_stable_manifold(tc.map, tc.fixed_point)
+    v = m.verify(n=32)
+    assert v.passed, v
+    assert v.invariance_residual <= 1e-12
+    # exit times grow like log(1/delta)/log(lambda_min): slope against the prediction
+    lam = min(abs(m.eigenvalues_u))
+    slope = np.polyfit(np.log(1 / np.array(v.deltas)), v.exit_median, 1)[0]
+    assert slope == pytest.approx(1 / math.log(lam), rel=0.15)
+    assert v.graph_stay_median > max(v.exit_median)
+
+
+def test_given_radius_and_contraction_error():
+    g = planar()
+    m = csm.center_stable_manifold(g, np.zeros(2))
+    small = csm.center_stable_manifold(g, np.zeros(2), radius=m.radius / 4)
+    assert small.contraction < m.contraction
+    with pytest.raises(csm.ContractionError, match=r"kappa = .* >= 1.*try a smaller `radius`, e.g."):
+        csm.center_stable_manifold(g, np.zeros(2), radius=5.0)
+
+
+def test_tolerance_sets_horizon_and_accuracy():
+    g = planar(0.5, 1.2)
+    m1 = csm.center_stable_manifold(g, np.zeros(2), tol=1e-4)
+    m2 = csm.center_stable_manifold(g, np.zeros(2), tol=1e-12)
+    assert m2.horizon > m1.horizon
+    xi = np.linspace(-m2.radius, m2.radius, 51)[:, None] * 0.9
+    exact = lambda X: X[:, 0] ** 2 / (0.25 - 1.2)  # noqa: E731
+    for m, tol in ((m1, 1e-4), (m2, 1e-12)):
+        X = m.point(xi * m.radius / m2.radius)
+        assert np.max(np.abs(X[:, 1] - exact(X))) <= tol
+
+
+def test_offset_and_sample():
+    m = csm.center_stable_manifold(planar(), np.zeros(2))
+    X = m.sample(50, 0)
+    assert X.shape == (50, 2)
+    assert np.max(np.abs(m.offset(X))) < 1e-12
+    Y = X + np.array([0.0, 1e-3])
+    assert np.allclose(np.abs(m.offset(Y)), 1e-3, rtol=1e-6)
+    np.testing.assert_array_equal(m.sample(5, 7), m.sample(5, 7))
+
+
+def test_matrix_free_exact_manifold_and_agreement_with_dense():
+    pb = RotatedQuartic(60, 3, coupling=0.0, seed=0)
+    g = csm.GradientDescentMap(pb, 0.3)
+    m = csm.center_stable_manifold(g, np.zeros(60), matrix_free=True)
+    assert m.matrix_free and (m.dim_cs, m.dim_u) == (57, 3)
+    assert np.allclose(np.sort(m.eigenvalues_u.real), np.sort(1 - 0.3 * pb.a[:3]))
+    X = m.sample(20, 0)
+    assert pb.manifold_error(X).max() < 1e-12
+    # coupled problem (no closed form): dense eigen-decomposition and Lanczos path agree
+    pc = RotatedQuartic(60, 3, coupling=0.5, seed=0)
+    gc = csm.GradientDescentMap(pc, 0.3)
+    mf = csm.center_stable_manifold(gc, np.zeros(60), matrix_free=True)
+    dn = csm.center_stable_manifold(gc, np.zeros(60), matrix_free=False, radius=mf.radius)
+    X = mf.sample(10, 1)
+    assert np.abs(mf.graph(mf.coordinates(X)[0])).max() > 1e-6  # the graph is not flat
+    assert np.abs(dn.offset(X)).max() < 1e-9
+
+
+def test_gradient_descent_map_strict_saddle():
+    # L(x, y) = x^2/2 - y^2/2 + y^4/4 + x^2 y: saddle at 0, GD map has D Psi = diag(1-g, 1+g)
+    def grad(X):
+        x, y = X[:, 0], X[:, 1]
+        return np.stack([x + 2 * x * y, -y + y**3 + x**2], 1)
+
+    g = csm.GradientDescentMap(grad, 0.2, dim=2)
+    m = csm.center_stable_manifold(g, np.zeros(2))
+    assert m.dim_u == 1 and m.eigenvalues_u[0].real == pytest.approx(1.2)
+    assert m.verify(n=16).passed
