@@ -63,10 +63,16 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):  # PEP 562: keep `import csm` light
-    if name in _LAZY:
-        import importlib
+_SUBMODULES = ("testing", "manifold", "spectral", "measure", "stable_sets",
+               "transitions", "report", "cli")
 
+
+def __getattr__(name: str):  # PEP 562: keep `import csm` light
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY:
         mod = importlib.import_module(_LAZY[name], __name__)
         return getattr(mod, name)
     raise AttributeError(f"module 'csm' has no attribute {name!r}")

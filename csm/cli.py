@@ -1,0 +1,248 @@
+"""The ``csm`` command.
+
+Exit status: 0 success, 1 a check failed (or a reproduced claim disagrees), 2 bad usage or
+input (one line on stderr; ``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+
+from .errors import CsmError, InputError, ParameterError
+from .problem import to_jsonable
+
+__all__ = ["main", "build_parser"]
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one clear line, exit 2
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ParameterError(f"`-p` takes key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        k = k.strip()
+        if not k.isidentifier():
+            raise ParameterError(f"`-p` key must be an identifier, got {k!r}")
+        try:
+            params[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            params[k] = v
+    return params
+
+
+def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    if args.json:
+        print(json.dumps(to_jsonable(payload), indent=2))
+    else:
+        print(text)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .hookspecs import list_experiments, list_problems, plugin_manager
+
+    probs = list_problems()
+    exps = list_experiments()
+    payload = {"problems": {k: v.to_dict() for k, v in sorted(probs.items())},
+               "experiments": [e.to_dict() for e in exps],
+               "plugin_errors": [str(e) for e in plugin_manager().load_errors]}
+    width = max([len(k) for k in probs] + [8])
+    lines = ["problems:"]
+    lines += [f"  {k:<{width}}  {v.description}" for k, v in sorted(probs.items())]
+    lines += ["experiments:"] + [f"  {e.name}  ({e.reference})" for e in exps]
+    _emit(args, payload, "\n".join(lines))
+    return 0
+
+
+def _problem(args: argparse.Namespace):
+    from .hookspecs import get_problem
+
+    return get_problem(args.problem, **_parse_params(args.param))
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .testing import check_problem
+
+    rep = check_problem(_problem(args), seed=args.seed, raise_on_failure=False)
+    _emit(args, rep, str(rep))
+    return 0 if rep.passed else 1
+
+
+def _find_point(problem: Any, label: str):
+    cps = list(problem.critical_points())
+    for cp in cps:
+        if cp.label == label:
+            return cp
+    raise ParameterError(
+        f"`--point` {label!r} is not a known critical point of {problem.name!r}; known labels: "
+        f"{[c.label for c in cps] or 'none'}"
+    )
+
+
+def _cmd_manifold(args: argparse.Namespace) -> int:
+    from .manifold import center_stable_manifold
+    from .maps import GradientDescentMap
+
+    problem = _problem(args)
+    cp = _find_point(problem, args.point)
+    lm = getattr(problem, "local_map", None)
+    g = lm(cp, args.step) if callable(lm) else GradientDescentMap(problem, args.step)
+    m = center_stable_manifold(g, cp.theta, radius=args.radius, tol=args.tol)
+    ver = m.verify(n=args.n_verify)
+    payload = {"point": cp.to_dict(), "manifold": m.to_dict(), "verification": ver.to_dict()}
+    ev = ", ".join(f"{abs(x):.6g}" for x in m.eigenvalues_u)
+    text = "\n".join([
+        f"center-stable manifold of GD (step {args.step}) at {cp.label} ({cp.kind}, loss {cp.loss:.6g})",
+        f"  dim E_cs = {m.dim_cs}, dim E_u = {m.dim_u}; unstable |eigenvalues|: {ev}",
+        f"  radius {m.radius:.4g}, contraction kappa {m.contraction:.3g}, Lip(phi) <= "
+        f"{m.lipschitz_bound:.3g}, horizon K = {m.horizon}",
+        f"  verify: invariance residual {ver.invariance_residual:.2e}, graph orbits stay "
+        f"{ver.graph_stay_median:.0f} steps (median); pushed off by {ver.deltas} exit after "
+        f"{ver.exit_median} steps (predicted {tuple(round(p, 1) for p in ver.exit_predicted)})",
+        f"  {'PASSED' if ver.passed else 'FAILED'}",
+    ])
+    _emit(args, payload, text)
+    return 0 if ver.passed else 1
+
+
+def _executor(args: argparse.Namespace):
+    if args.dask:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise InputError(
+                "`--dask` needs the optional dependency: pip install 'csm[distributed]'"
+            ) from None
+        client = Client(args.dask)
+        return client.get_executor(), client.close
+    if args.workers and args.workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        ex = ProcessPoolExecutor(args.workers)
+        return ex, ex.shutdown
+    return None, lambda: None
+
+
+def _cmd_stable_set(args: argparse.Namespace) -> int:
+    from .stable_sets import estimate_stable_set
+
+    problem = _problem(args)
+    ex, close = _executor(args)
+    try:
+        kw: dict[str, Any] = {"executor": ex, "checkpoint": args.checkpoint, "seed": args.seed,
+                              "progress": not args.json}
+        if args.max_steps is not None:
+            kw["max_steps"] = args.max_steps
+        est = estimate_stable_set(problem, args.step, n=args.n, **kw)
+    finally:
+        close()
+    _emit(args, est, str(est.summary() if hasattr(est, "summary") else est))
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from .problem import ExperimentConfig
+    from .report import run_experiments, write_report
+
+    cfg = ExperimentConfig(quick=args.quick, out_dir=Path(args.out), seed=args.seed,
+                           progress=not args.json)
+    rep = run_experiments(cfg, only=args.only)
+    path = write_report(rep)
+    lines = [f"{'ok ' if r.agrees else 'FAIL'} {r.name}: "
+             f"{sum(c.agrees for c in r.claims)}/{len(r.claims)} claims agree ({r.seconds:.1f} s)"
+             for r in rep.results]
+    lines.append(f"report: {path}")
+    _emit(args, rep, "\n".join(lines))
+    return 0 if rep.agrees else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    p = _Parser(prog="csm", description="Center-stable manifold analysis of gradient-descent maps.",
+                parents=[common])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def with_problem(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("problem", help="problem name (see `csm list`)")
+        sp.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
+                        help="problem parameter (repeatable), e.g. -p N=4 -p 'interval=(0,1)'")
+        sp.add_argument("--seed", type=int, default=0)
+
+    sp = sub.add_parser("list", parents=[common], help="registered problems and experiments")
+    sp.set_defaults(func=_cmd_list)
+
+    sp = sub.add_parser("check", parents=[common], help="run the conformance checks on a problem")
+    with_problem(sp)
+    sp.set_defaults(func=_cmd_check)
+
+    sp = sub.add_parser("manifold", parents=[common],
+                        help="center-stable manifold (Theorem 2.2) at a known critical point")
+    with_problem(sp)
+    sp.add_argument("--point", required=True, help="critical-point label")
+    sp.add_argument("--step", type=float, default=0.05)
+    sp.add_argument("--radius", type=float, default=None)
+    sp.add_argument("--tol", type=float, default=1e-10)
+    sp.add_argument("--n-verify", type=int, default=32)
+    sp.set_defaults(func=_cmd_manifold)
+
+    sp = sub.add_parser("stable-set", parents=[common],
+                        help="Monte Carlo estimate of where gradient descent converges")
+    with_problem(sp)
+    sp.add_argument("-n", type=int, default=10_000, help="number of initialisations")
+    sp.add_argument("--step", type=float, default=0.05)
+    sp.add_argument("--max-steps", type=int, default=None)
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, default=1, help="local worker processes")
+    g.add_argument("--dask", metavar="ADDRESS", help="Dask scheduler address")
+    sp.add_argument("--checkpoint", metavar="DIR", default=None, help="checkpoint/resume directory")
+    sp.set_defaults(func=_cmd_stable_set)
+
+    sp = sub.add_parser("reproduce", parents=[common], help="reproduce the paper's applications")
+    sp.add_argument("--quick", action="store_true", help="reduced run (<= 5 minutes on 2 cores)")
+    sp.add_argument("--out", default="csm-report", help="output directory")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
+    sp.set_defaults(func=_cmd_reproduce)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args))
+    except _UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except (CsmError, ValueError) as exc:
+        if debug:
+            raise
+        if isinstance(exc, CsmError) and not isinstance(exc, ValueError):
+            print(f"csm: error: {exc}", file=sys.stderr)
+            return 1
+        print(f"csm: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("csm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
