@@ -213,6 +213,7 @@ class ChunkStore:
                 np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
                 fh.flush()
                 os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600
             os.replace(tmp, final)
         except BaseException:
             try:

@@ -26,7 +26,7 @@ import numpy as np
 from ._validation import as_batch, as_point, check_finite, positive_float
 from .errors import InputError, ShapeError
 
-__all__ = ["Map", "GradientDescentMap", "FD_STEP_FACTOR", "fd_jacobian"]
+__all__ = ["Map", "GradientDescentMap", "FD_STEP_FACTOR", "fd_jacobian", "local_curvature", "as_map"]
 
 #: Relative step of the central differences: eps**(1/3).
 FD_STEP_FACTOR = float(np.finfo(float).eps ** (1.0 / 3.0))
@@ -297,3 +297,24 @@ def as_map(obj: Any, name: str = "map") -> Map:
     if callable(obj):
         return Map(obj)
     raise InputError(f"`{name}` must be a csm.Map or a batched callable, got {type(obj).__name__}")
+
+
+def local_curvature(problem: Any, point: Any, step: float = 1e-2) -> np.ndarray | None:
+    """The curvature matrix ``(I - D Psi_loc(theta)) / step`` at a (critical) point.
+
+    ``Psi_loc = problem.local_map(point, step)`` when the problem has one (for the ReLU loss
+    the modified map Psi_J of Lemma 4.3, whose Jacobian exists where the Hessian does not),
+    else the plain gradient-descent map; for gradient descent this is ``DG`` (the Hessian where
+    it exists).  Returns None when neither a local map nor a Hessian is available.
+    """
+    theta = np.asarray(getattr(point, "theta", point), dtype=float)
+    lm = getattr(problem, "local_map", None)
+    try:
+        if callable(lm):
+            J = np.asarray(lm(point, step).jacobian(theta), dtype=float)
+            return (np.eye(J.shape[0]) - J) / step
+        if callable(getattr(problem, "hessian", None)):
+            return np.asarray(problem.hessian(theta), dtype=float)
+    except NotImplementedError:
+        return None
+    return None

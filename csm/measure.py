@@ -153,6 +153,14 @@ def _ols_slope(x: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return slope, Y.mean(axis=-1) - slope * x.mean()
 
 
+def _wls_slope(x: np.ndarray, Y: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Weighted least-squares slope of each row of ``Y`` against ``x`` (weights ``W``, same shape)."""
+    sw = W.sum(axis=-1, keepdims=True)
+    xm = (W * x).sum(axis=-1, keepdims=True) / sw
+    ym = (W * Y).sum(axis=-1, keepdims=True) / sw
+    return ((W * (x - xm) * (Y - ym)).sum(axis=-1)) / (W * (x - xm) ** 2).sum(axis=-1)
+
+
 def _quantiles(v: np.ndarray) -> dict[str, float]:
     if v.size == 0:
         return {}
@@ -930,7 +938,8 @@ class EscapeRateReport:
     predicted_rate : float
         ``sum_{|lambda| > 1} log |lambda|``.
     fitted_rate, rate_se : float
-        ``-slope`` of ``log p_k`` against ``k`` over the window, bootstrap standard error.
+        ``-slope`` of ``log p_k`` against ``k`` over the window (least squares weighted by
+        ``S_k``), bootstrap standard error.
     ratio : float
         ``fitted_rate / predicted_rate``.
     rtol : float
@@ -1046,8 +1055,9 @@ def escape_rate(
     ``prod |lambda_u|`` per step while center-stable directions do not push points out, so
     ``p_k ~ C exp(-k R)``, ``R = sum_{|lambda| > 1} log |lambda|`` (center directions do not
     change the rate).  The fitted rate is ``-slope`` of the least-squares line of ``log p_k``
-    against ``k`` over the fitting window, with a bootstrap standard error (multinomial
-    resampling of the exit times).
+    against ``k`` over the fitting window, weighted by the survivor counts ``S_k`` (``log S_k``
+    has Poisson variance ``~1/S_k``), with a bootstrap standard error (multinomial resampling of
+    the exit times, each replicate refitted the same way).
 
     The fitting window (a transient must be skipped): for a small ball the surviving set is the
     ball cut by a slab ``|Lambda_u^k q| <~ radius``; its volume is ``C exp(-k R)`` only once the
@@ -1161,11 +1171,11 @@ def escape_rate(
     window = (int(k_lo), int(k_hi)) if k_hi >= k_lo else None
     if ks.size >= 3 and np.all(survivors[ks] > 0):
         kf = ks.astype(float)
-        sl, _ = _ols_slope(kf, np.log(survival[ks])[None, :])
-        fitted = float(-sl[0])
+        S = survivors[ks].astype(float)
+        fitted = float(-_wls_slope(kf, np.log(S / n_points)[None, :], S[None, :])[0])
         reps = gen.multinomial(n_points, hist / n_points, size=n_boot)
-        Sb = n_points - np.cumsum(reps, axis=1)[:, ks]
-        sb, _ = _ols_slope(kf, np.log(np.maximum(Sb, 0.5) / n_points))
+        Sb = np.maximum(n_points - np.cumsum(reps, axis=1)[:, ks], 0.5)
+        sb = _wls_slope(kf, np.log(Sb / n_points), Sb)
         se = float(np.std(sb, ddof=1))
         ratio = fitted / predicted
         passed = bool(abs(ratio - 1.0) <= rtol)

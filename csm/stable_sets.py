@@ -136,6 +136,7 @@ def _gd_batch(problem: Any, X: np.ndarray, step: float, max_steps: int, tol: flo
     idx = np.arange(B)
     Xa = theta.copy()
     streak = np.zeros(B, dtype=np.int64)
+    window = np.zeros((B, patience))  # last `patience` gradient norms (ring buffer)
     with np.errstate(all="ignore"):
         for k in range(max_steps + 1):
             # 1. divergence of the iterate itself (before asking for a gradient there)
@@ -146,14 +147,17 @@ def _gd_batch(problem: Any, X: np.ndarray, step: float, max_steps: int, tol: flo
                 steps[idx[bad]] = k
                 status[idx[bad]] = DIVERGED
                 keep = ~bad
-                Xa, idx, streak = Xa[keep], idx[keep], streak[keep]
+                Xa, idx, streak, window = Xa[keep], idx[keep], streak[keep], window[keep]
                 if idx.size == 0:
                     break
             G = np.asarray(problem.gradient(Xa), dtype=float).reshape(Xa.shape)
             gn = np.sqrt(np.einsum("ij,ij->i", G, G))
             bad = ~np.isfinite(gn)
             streak = np.where(gn <= tol, streak + 1, 0)
-            conv = (streak >= patience) & ~bad
+            pos = k % patience
+            window[:, pos] = gn
+            oldest = window[:, (pos + 1) % patience]  # |G| at step k - patience + 1
+            conv = (streak >= patience) & (gn <= oldest) & ~bad
             done = bad | conv
             if k == max_steps:
                 done = np.ones_like(done)
@@ -165,7 +169,8 @@ def _gd_batch(problem: Any, X: np.ndarray, step: float, max_steps: int, tol: flo
                 status[rows] = np.where(bad[done], DIVERGED,
                                         np.where(conv[done], CONVERGED, UNCONVERGED))
                 keep = ~done
-                Xa, G, idx, streak = Xa[keep], G[keep], idx[keep], streak[keep]
+                Xa, G, idx = Xa[keep], G[keep], idx[keep]
+                streak, window = streak[keep], window[keep]
                 if idx.size == 0:
                     break
             Xa = Xa - step * G
@@ -455,9 +460,18 @@ def estimate_stable_set(
         Step budget per run.
     tol, patience : float, int
         **Convergence rule.** A run has converged at step ``k`` when
-        ``||G(theta_j)|| <= tol`` for the ``patience`` consecutive iterates
-        ``j = k - patience + 1, ..., k`` (equivalently, GD moved by at most ``step * tol``
-        in each of these steps); its limit is ``theta_k`` and ``steps = k``.
+
+        1. ``||G(theta_j)|| <= tol`` for the ``patience`` consecutive iterates
+           ``j = k - patience + 1, ..., k`` (GD moved by at most ``step * tol`` in each of
+           these steps), and
+        2. the gradient did not grow across that window:
+           ``||G(theta_k)|| <= ||G(theta_{k - patience + 1})||``.
+
+        Its limit is ``theta_k`` and ``steps = k``.  Rule 2 keeps orbits that merely pass
+        close to a saddle (where ``||G||`` grows geometrically, by ``lambda_u`` per step,
+        MATH.md §8) from being counted as converged there; at a genuine limit the gradient
+        decays, and round-off fluctuations only delay the decision by a few steps.
+        ``patience = 1`` gives the plain threshold rule.
     diverge_norm : float
         A run whose iterate or gradient is not finite, or with ``||theta|| > diverge_norm``,
         is stopped and classed ``"diverged"``.
@@ -637,8 +651,11 @@ def _summarise(arrays: dict[str, np.ndarray], *, target: tuple[str, ...], bins: 
         kinds[lab] = str(ks[np.argmax(kc)])
         vals = loss[m][np.isfinite(loss[m])]
         losses[lab] = float(np.median(vals)) if vals.size else float("nan")
+    finite = [abs(v) for v in losses.values() if math.isfinite(v)]
+    quantum = 1e-8 * max([1.0] + finite)  # order by loss level, ties (to 1e-8) by label
     crit = sorted((lab for lab in count_of if lab not in _SPECIAL),
-                  key=lambda s: (math.inf if math.isnan(losses[s]) else losses[s], s))
+                  key=lambda s: (round(losses[s] / quantum) if math.isfinite(losses[s])
+                                 else math.inf, s))
     labels = tuple(crit + [s for s in _SPECIAL if s in count_of])
     ci = {lab: clopper_pearson(count_of[lab], n, conf) for lab in labels}
 
@@ -853,11 +870,24 @@ def escape_times(
     eps = float(manifold.radius) if radius is None else positive_float(radius, "radius")
     if np.any(dl >= eps):
         raise InputError(f"`deltas` must be smaller than the radius {eps:g}, got max {dl.max():g}")
-    split = manifold.split
-    U = np.asarray(split.basis_u, dtype=float).reshape(d, -1)
+    split = getattr(manifold, "split", None)
+    U = getattr(manifold, "basis_u", None)
+    if U is None:
+        U = split.basis_u
+    U = np.asarray(U, dtype=float).reshape(d, -1)
     k_u = U.shape[1]
-    mod = np.sort(np.abs(np.asarray(split.eigenvalues)))[::-1][:k_u]
+    ev_u = getattr(manifold, "eigenvalues_u", None)
+    if ev_u is None:
+        ev_u = np.sort(np.abs(np.asarray(split.eigenvalues)))[::-1][:k_u]
+    mod = np.sort(np.abs(np.asarray(ev_u)))[::-1]
     lam_max, lam_min = float(mod[0]), float(mod[-1])
+    eigen_norm = getattr(manifold, "eigen_norm", None)
+
+    def dist(Y: np.ndarray) -> np.ndarray:  # the ball's norm (eigen-coordinates if known)
+        if callable(eigen_norm):
+            return np.asarray(eigen_norm(Y), dtype=float).reshape(-1)
+        return np.linalg.norm(Y - x_star, axis=1)
+
     if lam_min <= 1.0:
         raise InputError(f"the map has no unstable eigenvalue at {name} (|lambda| = {mod})")
 
@@ -873,15 +903,16 @@ def escape_times(
     idx = np.arange(m)
     Xa = X
     for k in range(max_steps + 1):
-        r = np.linalg.norm(Xa - x_star, axis=1)
-        left = r > eps
+        with np.errstate(all="ignore"):
+            r = dist(Xa)
+        left = ~(r <= eps)  # NaN (overflow) counts as having left
         if left.any():
             steps[idx[left]] = k
             out[idx[left]] = True
             Xa, idx = Xa[~left], idx[~left]
         if idx.size == 0 or k == max_steps:
             break
-        Xa = gmap(Xa)
+        Xa = np.asarray(gmap(Xa), dtype=float)
     steps = steps.reshape(dl.size, n)
     out = out.reshape(dl.size, n)
     escaped = out.sum(axis=1)

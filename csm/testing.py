@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .maps import Map, fd_jacobian
+from .maps import Map, fd_jacobian, local_curvature
 from .problem import Classification, CriticalPoint, ProblemBase, to_jsonable
 
 __all__ = [
@@ -171,7 +171,7 @@ def check_problem(
             f"|G| = {gnorm:.2e} (tol {critical_tol:g})")
         add(f"critical[{cp.label}]-loss", abs(lv - cp.loss) <= 1e-9 * max(1.0, abs(cp.loss)),
             f"loss {lv:.15g} vs stated {cp.loss:.15g}")
-        Hc = _curvature(problem, cp, gamma)
+        Hc = local_curvature(problem, cp, gamma)
         if Hc is not None:
             w = np.linalg.eigvalsh(0.5 * (Hc + Hc.T))
             scale = max(1.0, float(np.max(np.abs(w))))
@@ -191,20 +191,6 @@ def check_problem(
             add(f"critical[{cp.label}]-classify", isinstance(c, Classification) and c.kind == cp.kind,
                 f"classify -> {getattr(c, 'kind', c)!r}, stated {cp.kind!r}")
     return _finish(name, rows, raise_on_failure)
-
-
-def _curvature(problem: Any, cp: CriticalPoint, gamma: float) -> np.ndarray | None:
-    """``(I - D Psi)/gamma`` of the local map, or the Hessian, at a critical point."""
-    lm = getattr(problem, "local_map", None)
-    try:
-        if callable(lm):
-            J = np.asarray(lm(cp, gamma).jacobian(cp.theta), dtype=float)
-            return (np.eye(J.shape[0]) - J) / gamma
-        if callable(getattr(problem, "hessian", None)):
-            return np.asarray(problem.hessian(cp.theta), dtype=float)
-    except NotImplementedError:
-        return None
-    return None
 
 
 def _finish(name: str, rows: list, raise_on_failure: bool) -> ConformanceReport:
@@ -308,10 +294,12 @@ def conjugated_graph_map(
     if not (use_q or use_a):
         raise ValueError(f"`nonlinearity` must be 'quadratic', 'abs' or 'mixed', got {nonlinearity!r}")
 
+    C_flat = C.transpose(1, 0, 2).reshape(k, m * k)  # (i, (m, j))
+
     def phi(P: np.ndarray) -> np.ndarray:
         out = np.zeros((P.shape[0], m))
-        if use_q:
-            out += np.einsum("bi,mij,bj->bm", P, C, P)
+        if use_q:  # sum_ij P_i C_mij P_j as one matrix product
+            out += np.sum((P @ C_flat).reshape(-1, m, k) * P[:, None, :], axis=2)
         if use_a:
             out += (P * np.abs(P)) @ Cabs.T
         return out

@@ -532,7 +532,7 @@ def draw_transition_graph(G: Any, path: str | Path, *, title: str | None = None,
     ax.set_xticks([])
     xs = [p[0] for p in pos.values()] or [0.0]
     ax.set_xlim(min(xs) - 1.0, max(xs) + 1.5)
-    ax.set_ylim(-len(levels) + 0.5, 0.5)
+    ax.set_ylim(-max(len(levels), 1) + 0.5, 0.5)
     ax.set_title(title or f"saddle-to-saddle transitions [{G.graph.get('problem', '')}]")
     path = Path(path)
     fig.savefig(path, format="png")
