@@ -56,6 +56,7 @@ _LAZY = {
     "check_preimage_null": ".measure",
     "bad_step_sizes": ".measure",
     "escape_rate": ".measure",
+    "manifold_stay_fraction": ".measure",
     "estimate_stable_set": ".stable_sets",
     "StableSetEstimate": ".stable_sets",
     "escape_times": ".stable_sets",

@@ -48,7 +48,7 @@ from typing import Any, Callable
 import numpy as np
 from scipy import stats
 
-from ._validation import as_batch, as_point, as_rng, check_finite, positive_float, positive_int
+from ._validation import as_point, as_rng, check_finite, positive_float, positive_int
 from .errors import InputError, NonFiniteError, NotFixedPointError, NoUnstableDirectionError, ShapeError
 from .maps import Map, as_map
 from .problem import to_jsonable
@@ -68,6 +68,7 @@ __all__ = [
     "EscapeRateReport",
     "ManifoldStayReport",
     "ZERO_TOL",
+    "ZERO_MIN",
     "ATOM_WIDTH",
 ]
 
@@ -75,6 +76,8 @@ __all__ = [
 ZERO_TOL = 1e-12
 #: Width (in log step size) within which bad steps of different samples count as one atom.
 ATOM_WIDTH = 1e-10
+#: Exact zeros fail a check only when there are at least this many (and more than the tail predicts).
+ZERO_MIN = 3
 #: Confidence level of all Clopper--Pearson bounds.
 CONFIDENCE = 0.95
 _QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
@@ -245,40 +248,50 @@ def _profile(values: np.ndarray, deltas: np.ndarray, rng: np.random.Generator, *
     )
 
 
-def _decay_verdict(prof: SmallValueProfile, zero_count: int, what: str) -> tuple[bool, str]:
+def _zero_expected(prof: SmallValueProfile, thr: float) -> float:
+    """Zeros (values <= thr) expected from the tail power law extrapolated down to ``thr``."""
+    if prof.n_fit < 3 or not prof.slope > 0 or thr <= 0:
+        return 0.0
+    return float(prof.n * min(1.0, math.exp(prof.intercept + prof.slope * math.log(thr))))
+
+
+def _decay_verdict(prof: SmallValueProfile, zero_count: int, thr: float, what: str) -> tuple[bool, str]:
     """The shared ``passed`` rule of checks 1 and 2 (documented in their docstrings)."""
     n = prof.n
-    if zero_count > 0:
+    expected = _zero_expected(prof, thr)
+    zeros = ""
+    if zero_count:
         lo, _ = clopper_pearson(zero_count, n)
-        return False, (
-            f"{zero_count}/{n} samples have {what} exactly zero (95% lower bound on the "
-            f"probability {float(lo):.3g}): the bad set has positive measure"
-        )
+        zeros = (f"{zero_count}/{n} samples have {what} exactly zero (<= {thr:.3g}; 95% lower "
+                 f"bound on the probability {float(lo):.3g}; {expected:.3g} expected from the tail)")
+    if zero_count >= ZERO_MIN and zero_count > expected + 3.0 * math.sqrt(expected):
+        return False, zeros + ": the bad set has positive measure"
+    zeros = f"; {zeros}" if zeros else ""
     p_top, c_min = prof.fractions[0], prof.counts[-1]
     if c_min == 0:
         if p_top > 0 and prof.upper[-1] <= 0.5 * p_top:
             return True, (
                 f"no sample has {what} <= {prof.deltas[-1]:.3g}; P <= {prof.upper[-1]:.3g} (95%) "
-                f"there, against {p_top:.3g} at delta = {prof.deltas[0]:.3g}"
+                f"there, against {p_top:.3g} at delta = {prof.deltas[0]:.3g}" + zeros
             )
         if p_top == 0:
             return False, (
                 f"inconclusive: no sample has {what} below the largest delta "
-                f"{prof.deltas[0]:.3g}; choose larger `deltas`"
+                f"{prof.deltas[0]:.3g}; choose larger `deltas`" + zeros
             )
         return False, f"inconclusive: too few samples (n={n}) to resolve the decay; increase `n`"
     if prof.n_fit < 3:
         return False, (
             f"inconclusive: only {prof.n_fit} deltas have >= {prof.min_count} samples below them; "
-            "increase `n`"
+            "increase `n`" + zeros
         )
     drop = prof.fractions[-1] <= 0.5 * p_top
     ok = prof.slope - 2 * prof.slope_se > 0 and drop
     msg = (f"tail slope {prof.slope:.3f} +- {prof.slope_se:.3f} (1 s.e.); "
            f"p drops from {p_top:.3g} to {prof.fractions[-1]:.3g}")
     if ok:
-        return True, msg + ": P -> 0 as delta -> 0"
-    return False, msg + ": plateau, P does not go to 0 at the resolved scales"
+        return True, msg + ": P -> 0 as delta -> 0" + zeros
+    return False, msg + ": plateau, P does not go to 0 at the resolved scales" + zeros
 
 
 # --------------------------------------------------------------------------------------
@@ -395,9 +408,13 @@ def check_jacobian_nondegenerate(
     -----
     ``passed`` is True if and only if
 
-    1. no sample is exactly singular (``zero_count == 0``), and
-    2. either (a) no sample has ``sigma_min`` below the smallest ``delta`` and the 95%
-       Clopper--Pearson upper bound there is at most half of ``p`` at the largest ``delta``;
+    1. exact zeros (``sigma_min <= thr = zero_tol * scale``) are not in excess:
+       ``zero_count < ZERO_MIN`` (3) or ``zero_count <= E + 3 sqrt(E)``, where
+       ``E = n exp(intercept) thr^slope`` is the count the fitted tail power law predicts at
+       ``thr`` (``E = 0`` without a fit or with ``slope <= 0``) -- a law like
+       ``sigma_min ~ |x_1|^4`` legitimately puts mass below ``1e-12``; and
+    2. either (a) no sample has ``sigma_min <= delta_min`` (smallest grid value) and the 95%
+       Clopper--Pearson upper bound of ``p(delta_min)`` is at most ``p(delta_max) / 2``;
        or (b) at least 3 grid points are in the tail window, the tail slope satisfies
        ``slope - 2 * slope_se > 0``, and ``p(delta_min) <= p(delta_max) / 2``.
 
@@ -436,7 +453,7 @@ def check_jacobian_nondegenerate(
     ref = med if med > thr else scale
     grid = _deltas(deltas, _decades(ref))
     prof = _profile(smin, grid, gen, n_boot=n_boot, min_count=min_count, fit_points=fit_points)
-    passed, reason = _decay_verdict(prof, zero_count, "sigma_min(Dg)")
+    passed, reason = _decay_verdict(prof, zero_count, thr, "sigma_min(Dg)")
     return NondegeneracyReport(
         passed=passed, reason=reason, n=n, dim=int(X.shape[1]), profile=prof,
         zero_count=zero_count, zero_tol=zero_tol, scale=scale,
@@ -559,16 +576,19 @@ def check_preimage_null(
     Notes
     -----
     ``passed`` follows the rule of :func:`check_jacobian_nondegenerate` with ``sigma_min``
-    replaced by the distance: no exact zeros, and either no sample below the smallest
-    ``delta`` (with the 95% upper bound there at most half of ``p(delta_max)``) or a tail slope
-    with ``slope - 2 se > 0`` and ``p(delta_min) <= p(delta_max)/2``.
+    replaced by the distance: exact zeros (``g(X)`` on ``Z``) not in excess of what the tail
+    power law predicts (at least ``ZERO_MIN`` = 3 and more than ``E + 3 sqrt(E)`` fail), and
+    either no sample at or below the smallest ``delta`` (with the 95% upper bound there at most
+    half of ``p(delta_max)``) or a tail slope with ``slope - 2 se > 0`` and
+    ``p(delta_min) <= p(delta_max)/2``.
     Cost: one batched evaluation of ``g`` and of ``distance``.
 
     Examples
     --------
     >>> import numpy as np, csm
     >>> g = csm.Map(lambda X: np.stack([X[:, 0] ** 3 + X[:, 0], X[:, 1]], 1))
-    >>> rep = check_preimage_null(g, lambda Y: Y[:, 0], lambda rng, n: rng.standard_normal((n, 2)), 20000)
+    >>> gauss = lambda rng, n: rng.standard_normal((n, 2))
+    >>> rep = check_preimage_null(g, lambda Y: Y[:, 0], gauss, 20000)
     >>> rep.passed, round(rep.slope, 1)
     (True, 1.0)
     """
@@ -600,7 +620,7 @@ def check_preimage_null(
         ref = float(np.median(pos)) if pos.size else scale
     grid = _deltas(deltas, _decades(ref))
     prof = _profile(D, grid, gen, n_boot=n_boot, min_count=min_count, fit_points=fit_points)
-    passed, reason = _decay_verdict(prof, zero_count, "dist(g(X), Z)")
+    passed, reason = _decay_verdict(prof, zero_count, thr, "dist(g(X), Z)")
     return PreimageReport(
         passed=passed, reason=reason, n=n, dim=int(X.shape[1]), profile=prof,
         zero_count=zero_count, zero_tol=zero_tol, scale=scale,
@@ -877,8 +897,9 @@ def bad_step_sizes(
             slope_se=float("nan"), intercept=float("nan"), fit_indices=(), atom_count=0,
             atoms=[], **common,
         )
-    hi_idx = np.searchsorted(s, s[None, :] + grid[:, None], side="right")  # (K, N)
-    counts = _window_max(s, hi_idx)
+    # window [s_i, s_i + delta] holds the values s_i..s_{hi-1}; one row of K at a time (memory)
+    counts = np.array([_window_max(s, np.searchsorted(s, s + dl, side="right")[None, :])[0]
+                       for dl in grid])
     mass = counts / n
     atom_count, atoms = _atoms(s, owners, n, ATOM_WIDTH, atom_min)
     qual = np.nonzero(counts >= min_count)[0]
@@ -888,7 +909,7 @@ def bad_step_sizes(
         x = np.log(grid[idx])
         sl, b = _ols_slope(x, np.log(mass[idx])[None, :])
         slope, intercept = float(sl[0]), float(b[0])
-        sub = hi_idx[idx]
+        sub = np.searchsorted(s, s[None, :] + grid[idx][:, None], side="right")  # (<= 5, N)
         slopes_b = np.empty(n_boot)
         for t in range(n_boot):  # loop over bootstrap replicates, each fully vectorised
             wsamp = gen.multinomial(n, np.full(n, 1.0 / n))
@@ -992,7 +1013,8 @@ def _uniform_ball(rng: np.random.Generator, n: int, center: np.ndarray, radius: 
     return center + G * r[:, None]
 
 
-def _exit_times(g: Map, X: np.ndarray, n_steps: int, inside: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def _exit_times(g: Map, X: np.ndarray, n_steps: int,
+                inside: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """First k in 1..n_steps with g^k(x) outside (n_steps + 1 if it stays); batched."""
     T = np.full(X.shape[0], n_steps + 1, dtype=np.int64)
     alive = np.arange(X.shape[0])
@@ -1157,7 +1179,8 @@ def escape_rate(
         try:
             k_lo, k_hi = (int(v) for v in fit_window)
         except (TypeError, ValueError):
-            raise InputError(f"`fit_window` must be a pair (k_lo, k_hi) of ints, got {fit_window!r}") from None
+            raise InputError(
+                f"`fit_window` must be a pair (k_lo, k_hi) of ints, got {fit_window!r}") from None
         if not 0 <= k_lo < k_hi <= n_steps:
             raise InputError(f"`fit_window` must satisfy 0 <= k_lo < k_hi <= n_steps={n_steps}, "
                              f"got {fit_window!r}")
