@@ -26,7 +26,7 @@ A built-in plugin written as a third party would write one -- read it as a tutor
    - :mod:`~csm_matrix_recovery.critical` -- critical points ``V_S Lambda_S^{1/2} R`` with
      their Hessian spectra in closed form; exact and Newton-located sensing critical points;
    - :mod:`~csm_matrix_recovery.classify` -- nearest critical ``O(r)``-orbit (Procrustes);
-   - :mod:`~csm_matrix_recovery.newton`, :mod:`~csm_matrix_recovery.spectrum` -- helpers.
+   - :mod:`csm.critical` (core) -- Newton refinement and kinds from Hessian spectra.
 
 4. **Test** with ``csm.testing.check_problem(problem)`` plus tests against the closed forms.
 

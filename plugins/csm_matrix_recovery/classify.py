@@ -23,7 +23,7 @@ import numpy as np
 import csm
 
 from .critical import is_zero_loss, orbit_dimension
-from .spectrum import kind_from_spectrum, spectrum_summary
+from csm.critical import kind_from_spectrum, spectrum_summary
 
 if TYPE_CHECKING:  # pragma: no cover
     from .problem import MatrixRecovery

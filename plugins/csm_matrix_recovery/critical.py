@@ -50,8 +50,8 @@ import numpy as np
 
 import csm
 
-from .newton import locate_zeros
-from .spectrum import kind_from_spectrum, spectrum_summary
+from csm.critical import locate_zeros
+from csm.critical import kind_from_spectrum, spectrum_summary
 
 if TYPE_CHECKING:  # pragma: no cover
     from .problem import MatrixRecovery

@@ -27,8 +27,8 @@ doubles as a short tutorial.
    - :mod:`~csm_phase_retrieval.critical` -- the critical points: closed form for the
      population loss (0, ±x*, the saddle sphere), exact and Newton-located ones for the
      empirical losses;
-   - :mod:`~csm_phase_retrieval.newton` -- batched Levenberg--Marquardt/Newton on the gradient;
-   - :mod:`~csm_phase_retrieval.spectrum` -- kinds from Hessian eigenvalues;
+   - :mod:`csm.critical` (core) -- batched Levenberg--Marquardt/Newton on the gradient and
+     kinds from Hessian eigenvalues, shared by every plugin;
    - :mod:`~csm_phase_retrieval.classify` -- nearest known critical point, for GD end points.
 
 4. **Check conformance** in the plugin's tests with one line,

@@ -18,7 +18,7 @@ Empirical ℓ2 loss: ``0`` (gradient exactly 0; local maximum because
 ``F(x) - F(0) = (1/(4m)) sum_i s_i^2 (s_i^2 - 2 y_i) <= 0`` near 0 when every ``y_i > 0``) and
 ``+-x*`` (loss 0: global minima) are exact.  The saddle sphere breaks into isolated critical
 points; they are located numerically by Levenberg--Marquardt/Newton iteration
-(:mod:`csm_phase_retrieval.newton`) started from the points ``rho w_k`` and
+(:mod:`csm.critical`) started from the points ``rho w_k`` and
 ``rho (w_k + w_{k+1})/sqrt(2)`` of the population sphere, deduplicated up to the symmetry
 ``x -> -x`` and listed with both signs; their kinds come from the Hessian eigenvalues (a
 located point of loss 0 up to round-off, possible when ``m < n``, is a global minimum).
@@ -36,8 +36,8 @@ import numpy as np
 
 import csm
 
-from .newton import locate_zeros
-from .spectrum import kind_from_spectrum, spectrum_summary
+from csm.critical import locate_zeros
+from csm.critical import kind_from_spectrum, spectrum_summary
 
 if TYPE_CHECKING:  # pragma: no cover
     from .problem import PhaseRetrieval

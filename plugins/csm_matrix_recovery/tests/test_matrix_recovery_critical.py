@@ -86,7 +86,7 @@ def test_global_minimum_orbit_center_directions(full):
 
 def test_full_critical_set_is_complete(full):
     """Newton from random starts finds only points on listed O(r)-orbits (closed form complete)."""
-    from csm_matrix_recovery.newton import locate_zeros
+    from csm.critical import locate_zeros
 
     X0 = np.random.default_rng(3).standard_normal((40, full.dim))
     X, gn = locate_zeros(full.gradient, full.hessian, X0)

@@ -76,7 +76,7 @@ def test_population_critical_points_closed_form(pop):
 def test_population_critical_set_is_complete(pop):
     """From random starts, Newton on the gradient only finds points of the listed set
     (0, ±x*, the saddle sphere): the closed-form classification is complete."""
-    from csm_phase_retrieval.newton import locate_zeros
+    from csm.critical import locate_zeros
 
     X0 = np.random.default_rng(3).standard_normal((60, N)) * 0.8
     X, gn = locate_zeros(pop.gradient, pop.hessian, X0)
