@@ -68,5 +68,7 @@ def csm_problems() -> list[csm.ProblemFactory]:
 
 @csm.hookimpl
 def csm_experiments() -> list[csm.Experiment]:
-    """Experiments of this plugin (none yet)."""
-    return []
+    """The ``csm reproduce`` experiment of this plugin (see :mod:`.experiments`)."""
+    from .experiments import EXPERIMENT
+
+    return [EXPERIMENT]
