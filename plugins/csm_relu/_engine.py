@@ -1,0 +1,448 @@
+"""Exact, batched piecewise-polynomial integrals for the shallow ReLU loss (MATH.md §2, §4).
+
+Everything here works on a batch ``X`` of shape ``(B, 3N + 1)`` with the layout
+``theta = (w_1..w_N, b_1..b_N, v_1..v_N, c)`` and is vectorised over the batch and over the
+neurons (``np.sort``/``np.cumsum``/``np.take_along_axis`` on ``(B, N)`` arrays); the only Python
+loops run over the degree of the target polynomial.
+
+The algorithm (cost ``O(N log N)`` per network)
+-------------------------------------------------
+1. Each neuron ``j`` is an interval ``A_j = {x in [alpha, beta] : w_j x + b_j > 0}`` that is
+   either ``[tau_j, beta]`` ("right-facing", ``w_j > 0``, or ``w_j = 0``) or ``[alpha, tau_j]``
+   ("left-facing", ``w_j < 0``), with ``tau_j`` the breakpoint ``-b_j / w_j`` clipped to
+   ``[alpha, beta]``.  A neuron with ``w_j = 0`` is right-facing with ``tau_j = alpha`` when
+   ``b_j > 0`` (semi-active: ``A_j = [alpha, beta]``) and ``tau_j = beta`` otherwise
+   (``A_j`` empty; this covers degenerate neurons, so ``G`` uses ``relu'(0) = 0``).
+2. Sorting the ``tau_j`` splits ``[alpha, beta]`` into ``N + 1`` pieces
+   ``[u_k, u_{k+1}]``; on piece ``k`` the network is affine with slope/intercept given by a
+   prefix sum over right-facing and a suffix sum over left-facing neurons.
+3. On each piece the residual ``e = N_theta - f`` is a polynomial: its integrals against
+   ``1, x`` and of ``e^2`` are computed exactly -- in closed form (midpoint form, no
+   cancellation of powers) for affine targets, by Gauss--Legendre with ``deg f + 1`` nodes
+   (exact for degree ``2 deg f + 1``) otherwise.
+4. ``int_{A_j} e x^p`` is a suffix sum (right-facing) or prefix sum (left-facing) of the piece
+   moments, gathered at the neuron's rank.
+
+Hessian-vector products use the Gauss--Newton structure ``H = 2 int dN dN^T + 2 E``: the
+directional derivative ``g = dN[V]`` is again piecewise affine on the same pieces, so ``H V``
+costs the same as a gradient.  Full Hessians are Gram matrices of the basis functions
+``phi_i = 1_{[lo_i, hi_i]} (p_i x + q_i)`` (closed form, ``O(N^2)``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Engine"]
+
+
+_TILE_CACHE: dict = {}
+
+
+def _tiled_arange(B: int, N: int) -> np.ndarray:
+    key = (B, N)
+    arr = _TILE_CACHE.get(key)
+    if arr is None:
+        if len(_TILE_CACHE) > 8:
+            _TILE_CACHE.clear()
+        arr = np.tile(np.arange(N, dtype=np.intp), B)
+        _TILE_CACHE[key] = arr
+    return arr
+
+
+class _Layout:
+    """Breakpoints, orientation and sorting of one batch (internal).
+
+    Gathers use flat indices into raveled ``(B, N)`` arrays (much faster than
+    ``take_along_axis``): ``gidx`` sorts the neurons by breakpoint, ``ridx`` / ``ridx1`` pick
+    position ``rank_j`` / ``rank_j + 1`` of a ``(B, N + 1)`` array.
+    """
+
+    __slots__ = ("W", "Bb", "V", "c", "wnz", "t", "tau", "right", "order", "rank", "u", "B",
+                 "N", "gidx", "ridx", "ridx1", "right_s")
+
+    def __init__(self, X: np.ndarray, N: int, alpha: float, beta: float) -> None:
+        B = X.shape[0]
+        self.B, self.N = B, N
+        W = X[:, :N]
+        Bb = X[:, N:2 * N]
+        self.W, self.Bb = W, Bb
+        self.V = X[:, 2 * N:3 * N]
+        self.c = X[:, 3 * N]
+        self.wnz = W != 0
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            t = -Bb / (W + 0.0)  # +-inf (w = 0, b != 0), nan (degenerate); W + 0.0 kills -0.0
+        self.t = t
+        # clip to [alpha, beta]; fmin maps nan to beta: w = 0 gives alpha (b > 0) or beta
+        tau = np.fmax(np.fmin(t, beta), alpha)
+        self.tau = tau
+        self.right = W >= 0
+        order = np.argsort(tau, axis=1)
+        self.order = order
+        rows = np.arange(B)[:, None]
+        gidx = (order + rows * N).ravel()
+        self.gidx = gidx
+        rank = np.empty(B * N, dtype=np.intp)
+        rank[gidx] = _tiled_arange(B, N)
+        rank = rank.reshape(B, N)
+        self.rank = rank
+        self.ridx = rank + rows * (N + 1)
+        self.ridx1 = self.ridx + 1
+        self.right_s = self.right.ravel()[gidx].reshape(B, N)
+        u = np.empty((B, N + 2))
+        u[:, 0] = alpha
+        u[:, 1:N + 1] = tau.ravel()[gidx].reshape(B, N)
+        u[:, N + 1] = beta
+        self.u = u
+
+    def sort(self, a: np.ndarray) -> np.ndarray:
+        """``a (B, N)`` in breakpoint order."""
+        return a.ravel()[self.gidx].reshape(self.B, self.N)
+
+
+class Engine:
+    """Exact integrals of the ReLU loss for ``N`` neurons on ``[alpha, beta]``, target ``coef``.
+
+    ``coef`` are the target's polynomial coefficients, lowest degree first (trailing zeros
+    already removed, at least one entry).
+    """
+
+    def __init__(self, N: int, alpha: float, beta: float, coef: np.ndarray) -> None:
+        self.N = int(N)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.coef = np.asarray(coef, dtype=float)
+        self.deg = len(self.coef) - 1
+        self.affine = self.deg <= 1
+        a = np.zeros(2)
+        a[: min(2, len(self.coef))] = self.coef[:2]
+        self.a0, self.a1 = float(a[0]), float(a[1])
+        n_nodes = max(self.deg, 1) + 1  # exact for e^2 of degree 2 max(deg, 1)
+        xi, wi = np.polynomial.legendre.leggauss(n_nodes)
+        self.xi, self.wi = xi, wi
+
+    # ------------------------------------------------------------------ basics
+    def layout(self, X: np.ndarray) -> _Layout:
+        return _Layout(X, self.N, self.alpha, self.beta)
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        """The target polynomial (Horner; loop over the degree only)."""
+        out = np.full_like(x, self.coef[-1], dtype=float)
+        for a in self.coef[-2::-1]:
+            out = out * x + a
+        return out
+
+    def piece_affine(self, lay: _Layout, slope: np.ndarray, icpt: np.ndarray,
+                     const: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Slopes and intercepts ``(B, N+1)`` of ``const + sum_j 1_{A_j}(x)(slope_j x + icpt_j)``.
+
+        Piece ``k`` collects the right-facing neurons of rank ``< k`` and the left-facing ones
+        of rank ``>= k``: ``total_left + cumsum(+-a)`` (one prefix sum per coefficient).
+        """
+        B, N = lay.B, lay.N
+        rs = lay.right_s
+        out = []
+        for a, c0 in ((slope, None), (icpt, const)):
+            a_s = lay.sort(a)
+            left = np.where(rs, 0.0, a_s)
+            tot_left = left.sum(axis=1)
+            if c0 is not None:
+                tot_left = tot_left + c0
+            acc = np.empty((B, N + 1))
+            acc[:, 0] = 0.0
+            np.cumsum(a_s - 2.0 * left, axis=1, out=acc[:, 1:])
+            acc += tot_left[:, None]
+            out.append(acc)
+        return out[0], out[1]
+
+    def residual_moments(self, lay: _Layout, S: np.ndarray, A: np.ndarray,
+                         need_loss: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+        """``int e^2`` over ``[alpha, beta]`` and piece moments ``M (B, N+1, 2)``: ``int e x^p``."""
+        lo = lay.u[:, :-1]
+        hi = lay.u[:, 1:]
+        h = hi - lo
+        m = 0.5 * (lo + hi)
+        M = np.empty(S.shape + (2,))
+        if self.affine:
+            sig = S - self.a1
+            em = A - self.a0 + sig * m  # e at the midpoint
+            M[:, :, 0] = h * em
+            M[:, :, 1] = h * (em * m + sig * (h * h / 12.0))
+            loss = None
+            if need_loss:
+                loss = np.einsum("bk,bk->b", h, em * em + sig * sig * (h * h / 12.0))
+            return loss, M
+        half = 0.5 * h
+        x = m[:, :, None] + half[:, :, None] * self.xi  # (B, N+1, n)
+        wts = half[:, :, None] * self.wi
+        e = A[:, :, None] + S[:, :, None] * x - self.f(x)
+        we = wts * e
+        M[:, :, 0] = we.sum(axis=2)
+        M[:, :, 1] = (we * x).sum(axis=2)
+        loss = (we * e).sum(axis=(1, 2)) if need_loss else None
+        return loss, M
+
+    @staticmethod
+    def affine_moments(lay: _Layout, S: np.ndarray, A: np.ndarray) -> np.ndarray:
+        """Piece moments ``int g x^p`` (p = 0, 1) of a piecewise-affine ``g`` (closed form)."""
+        lo = lay.u[:, :-1]
+        hi = lay.u[:, 1:]
+        h = hi - lo
+        m = 0.5 * (lo + hi)
+        gm = A + S * m
+        M = np.empty(S.shape + (2,))
+        M[:, :, 0] = h * gm
+        M[:, :, 1] = h * (gm * m + S * (h * h / 12.0))
+        return M
+
+    @staticmethod
+    def neuron_integrals(lay: _Layout, M: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """``int_{[tau_j, beta]}`` (``right``) or ``int_{[alpha, tau_j]}`` of the piece moments.
+
+        ``M (B, N+1, P)``; returns ``(B, N, P)``.  Direct prefix and suffix sums (no
+        ``total - prefix`` cancellation), gathered at the neuron's rank.
+        """
+        B, N = lay.B, lay.N
+        P = M.shape[2]
+        out = np.empty((B, N, P))
+        for q in range(P):
+            m = M[:, :, q]
+            pre = np.cumsum(m, axis=1).ravel()          # pre[r] = sum_{k <= r}
+            suf = np.cumsum(m[:, ::-1], axis=1)[:, ::-1].ravel()  # suf[r] = sum_{k >= r}
+            out[:, :, q] = np.where(right, suf[lay.ridx1], pre[lay.ridx])
+        return out
+
+    def residual_at(self, lay: _Layout, S: np.ndarray, A: np.ndarray,
+                    x: np.ndarray) -> np.ndarray:
+        """``e(x_j)`` with the formula of the piece starting at ``tau_j``.
+
+        Correct for breakpoints strictly inside ``(alpha, beta)`` (every neuron tied with it has
+        the same unclipped breakpoint, so the formulas of the tied zero-length pieces agree);
+        at ``alpha``/``beta`` use the one-sided limit formulas instead.
+        """
+        Sj = S.ravel()[lay.ridx1]
+        Aj = A.ravel()[lay.ridx1]
+        return Aj + Sj * x - self.f(x)
+
+    # ------------------------------------------------------------------ loss, gradient
+    def loss(self, X: np.ndarray) -> np.ndarray:
+        lay = self.layout(X)
+        S, A = self.piece_affine(lay, lay.V * lay.W, lay.V * lay.Bb, lay.c)
+        loss, _ = self.residual_moments(lay, S, A)
+        return loss
+
+    def loss_and_gradient(self, X: np.ndarray, need_loss: bool = True,
+                          ori: np.ndarray | None = None):
+        """Loss ``(B,)`` and the paper's generalised gradient ``G`` ``(B, 3N+1)``.
+
+        ``ori`` (optional, ``(N,)`` ints in {0, +1, -1}) requests the modified gradient
+        ``G_J`` of MATH.md §4: +1 for ``J_+`` (signed interval ``[t_j, beta]``), -1 for ``J_-``
+        (``[alpha, t_j]``), 0 for unmodified neurons.
+        """
+        lay = self.layout(X)
+        S, A = self.piece_affine(lay, lay.V * lay.W, lay.V * lay.Bb, lay.c)
+        loss, M = self.residual_moments(lay, S, A, need_loss)
+        if ori is None:
+            I = self.neuron_integrals(lay, M, lay.right)
+        else:
+            I = self._modified_integrals(lay, S, A, M, ori)[0]
+        N = self.N
+        G = np.empty((lay.B, 3 * N + 1))
+        I0, I1 = I[:, :, 0], I[:, :, 1]
+        G[:, :N] = 2.0 * lay.V * I1
+        G[:, N:2 * N] = 2.0 * lay.V * I0
+        G[:, 2 * N:3 * N] = 2.0 * (lay.W * I1 + lay.Bb * I0)
+        G[:, 3 * N] = 2.0 * M[:, :, 0].sum(axis=1)
+        return loss, G
+
+    # ------------------------------------------------------------------ modified gradient
+    def _ext_masks(self, lay: _Layout) -> tuple[np.ndarray, np.ndarray]:
+        """Neurons active just left of ``beta`` (upper) and just right of ``alpha`` (lower)."""
+        up = (lay.right & (lay.tau < self.beta)) | (~lay.right & (lay.tau >= self.beta))
+        low = (~lay.right & (lay.tau > self.alpha)) | (lay.right & (lay.tau <= self.alpha))
+        return up, low
+
+    def _ext_affine(self, lay: _Layout, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        S = np.where(mask, lay.V * lay.W, 0.0).sum(axis=1)
+        A = np.where(mask, lay.V * lay.Bb, 0.0).sum(axis=1) + lay.c
+        return S, A
+
+    def _modified_setup(self, lay: _Layout, ori: np.ndarray):
+        ori = np.broadcast_to(np.asarray(ori, dtype=int), (lay.B, lay.N))
+        ori = np.where(lay.wnz, ori, 0)  # w_j = 0: no breakpoint, fall back to G
+        isJ = ori != 0
+        right_eff = np.where(isJ, ori > 0, lay.right)
+        t = np.where(isJ, lay.t, lay.tau)
+        # extension interval [ea, eb] (signed): J+: from t to tau; J-: from tau to t
+        ea = np.where(ori > 0, t, lay.tau)
+        eb = np.where(ori > 0, lay.tau, t)
+        upper = isJ & (t > self.beta)
+        lower = isJ & (t < self.alpha)
+        return ori, isJ, right_eff, t, ea, eb, upper, lower
+
+    def _modified_integrals(self, lay: _Layout, S: np.ndarray, A: np.ndarray,
+                            M: np.ndarray, ori: np.ndarray):
+        ori, isJ, right_eff, t, ea, eb, upper, lower = self._modified_setup(lay, ori)
+        I = self.neuron_integrals(lay, M, right_eff)
+        ext = None
+        if np.any(isJ):
+            # residual formulas continued past beta (left limit) and alpha (right limit)
+            up, low = self._ext_masks(lay)
+            Su, Au = self._ext_affine(lay, up)
+            Sl, Al = self._ext_affine(lay, low)
+            ext = (Su, Au, Sl, Al)
+        if np.any(upper | lower):
+            Su, Au, Sl, Al = ext
+            Se = np.where(upper, Su[:, None], np.where(lower, Sl[:, None], 0.0))
+            Ae = np.where(upper, Au[:, None], np.where(lower, Al[:, None], 0.0))
+            h = np.where(upper | lower, eb - ea, 0.0)
+            m = np.where(upper | lower, 0.5 * (ea + eb), 0.0)
+            half = 0.5 * h
+            x = m[:, :, None] + half[:, :, None] * self.xi
+            wts = half[:, :, None] * self.wi
+            e = Ae[:, :, None] + Se[:, :, None] * x - self.f(x)
+            we = wts * e
+            I = I + np.stack([we.sum(axis=2), (we * x).sum(axis=2)], axis=2)
+        return I, ori, isJ, t, ea, eb, upper, lower, ext
+
+    # ------------------------------------------------------------------ Hessian-vector products
+    def hvp(self, X: np.ndarray, Vd: np.ndarray) -> np.ndarray:
+        """Rowwise ``H(X_b) V_b`` in ``O(N log N)`` (Gauss--Newton part + boundary terms).
+
+        Same convention as :meth:`jacobian`: boundary terms only for breakpoints strictly
+        inside ``(alpha, beta)``.
+        """
+        N = self.N
+        lay = self.layout(X)
+        W, Bb, V = lay.W, lay.Bb, lay.V
+        dW, dB, dV, dc = Vd[:, :N], Vd[:, N:2 * N], Vd[:, 2 * N:3 * N], Vd[:, 3 * N]
+        S, A = self.piece_affine(lay, V * W, V * Bb, lay.c)
+        _, M = self.residual_moments(lay, S, A, need_loss=False)
+        I = self.neuron_integrals(lay, M, lay.right)
+        Sg, Ag = self.piece_affine(lay, dV * W + V * dW, dV * Bb + V * dB, dc)
+        Mg = self.affine_moments(lay, Sg, Ag)
+        Ig = self.neuron_integrals(lay, Mg, lay.right)
+        I0, I1 = I[:, :, 0], I[:, :, 1]
+        J0, J1 = Ig[:, :, 0], Ig[:, :, 1]
+        out = np.empty_like(Vd)
+        out[:, :N] = 2.0 * (V * J1 + I1 * dV)
+        out[:, N:2 * N] = 2.0 * (V * J0 + I0 * dV)
+        out[:, 2 * N:3 * N] = 2.0 * (W * J1 + Bb * J0 + I1 * dW + I0 * dB)
+        out[:, 3 * N] = 2.0 * Mg[:, :, 0].sum(axis=1)
+        # moving-breakpoint terms (type-2-active neurons)
+        inside = lay.wnz & (lay.tau > self.alpha) & (lay.tau < self.beta)
+        if np.any(inside):
+            tt = np.where(inside, lay.tau, 0.0)
+            et = self.residual_at(lay, S, A, tt)
+            kap = np.where(inside, 2.0 * V * et / np.where(inside, np.abs(W), 1.0), 0.0)
+            out[:, :N] += kap * tt * (tt * dW + dB)
+            out[:, N:2 * N] += kap * (tt * dW + dB)
+        return out
+
+    # ------------------------------------------------------------------ Jacobians
+    def jacobian(self, X: np.ndarray, ori: np.ndarray | None = None) -> np.ndarray:
+        """Hessian ``(B, d, d)`` (``ori`` None) or the Jacobian of ``G_J`` (``ori`` given).
+
+        ``H = 2 Gram(phi) + 2 E``: Gram matrix of the basis functions
+        ``phi_i = 1_{[lo_i, hi_i]}(x) (p_i x + q_i)`` (``dN/dtheta_i``), the ``e``-terms
+        ``E[v_j, w_j] = int_{A_j} e x``, ``E[v_j, b_j] = int_{A_j} e`` and the moving-breakpoint
+        terms ``v_j e(t_j) / |w_j| [[t^2, t], [t, 1]]`` in the ``(w_j, b_j)`` block, included
+        when ``t_j`` lies strictly inside ``(alpha, beta)`` (MATH.md §2).  For ``G_J`` the rows of
+        the ``J`` neurons use the signed intervals of MATH.md §4 and their exact derivatives
+        (Leibniz rule, with the residual's boundary polynomial past ``alpha``/``beta``).
+        """
+        N = self.N
+        al, be = self.alpha, self.beta
+        lay = self.layout(X)
+        B = lay.B
+        W, Bb, V = lay.W, lay.Bb, lay.V
+        S, A = self.piece_affine(lay, V * W, V * Bb, lay.c)
+        _, M = self.residual_moments(lay, S, A, need_loss=False)
+        zeros = np.zeros_like(W)
+        ones = np.ones((B, 1))
+        lo = np.where(lay.right, lay.tau, al)
+        hi = np.where(lay.right, be, lay.tau)
+        lo_c = np.concatenate([lo, lo, lo, al * ones], axis=1)
+        hi_c = np.concatenate([hi, hi, hi, be * ones], axis=1)
+        p_c = np.concatenate([V, zeros, W, 0 * ones], axis=1)
+        q_c = np.concatenate([zeros, V, Bb, ones], axis=1)
+        if ori is None:
+            I = self.neuron_integrals(lay, M, lay.right)
+            lo_r, hi_r = lo_c, hi_c
+            isJ = None
+        else:
+            I, ori_e, isJ, t, ea, eb, upper, lower, ext = self._modified_integrals(
+                lay, S, A, M, ori)
+            right_eff = np.where(isJ, ori_e > 0, lay.right)
+            lo2 = np.where(right_eff, lay.tau, al)
+            hi2 = np.where(right_eff, be, lay.tau)
+            lo_r = np.concatenate([lo2, lo2, lo2, al * ones], axis=1)
+            hi_r = np.concatenate([hi2, hi2, hi2, be * ones], axis=1)
+        Hm = _gram(lo_r[:, :, None], hi_r[:, :, None], p_c[:, :, None], q_c[:, :, None],
+                   lo_c[:, None, :], hi_c[:, None, :], p_c[:, None, :], q_c[:, None, :])
+        I0, I1 = I[:, :, 0], I[:, :, 1]
+        ar = np.arange(N)
+        iw, ib, iv = ar, N + ar, 2 * N + ar
+        Hm[:, iv, iw] += I1
+        Hm[:, iv, ib] += I0
+        Hm[:, iw, iv] += I1
+        Hm[:, ib, iv] += I0
+        # moving-breakpoint terms
+        inside = lay.wnz & (lay.tau > al) & (lay.tau < be)
+        tt = np.where(inside, lay.tau, 0.0)
+        et = self.residual_at(lay, S, A, tt)
+        kap = np.where(inside, V * et / np.where(inside, np.abs(W), 1.0), 0.0)
+        if isJ is not None and np.any(isJ):
+            tJ = np.where(isJ, t, 0.0)
+            # e(t_j): inside, the piece formula (continuous there: every neuron sharing the
+            # breakpoint has it unclipped); at or past beta / alpha, the one-sided limit formula
+            Su, Au, Sl, Al = ext
+            eJ = np.where(tJ >= be, Au[:, None] + Su[:, None] * tJ - self.f(tJ),
+                          np.where(tJ <= al, Al[:, None] + Sl[:, None] * tJ - self.f(tJ),
+                                   self.residual_at(lay, S, A, np.clip(tJ, al, be))))
+            kJ = np.where(isJ, ori_e * V * eJ / np.where(isJ, W, 1.0), 0.0)
+            kap = np.where(isJ, kJ, kap)
+            tt = np.where(isJ, tJ, tt)
+            if np.any(upper | lower):
+                self._ext_gram(Hm, lay, upper, lower, ea, eb, p_c, q_c)
+        Hm[:, iw, iw] += kap * tt * tt
+        Hm[:, iw, ib] += kap * tt
+        Hm[:, ib, iw] += kap * tt
+        Hm[:, ib, ib] += kap
+        return 2.0 * Hm
+
+    def _ext_gram(self, Hm, lay, upper, lower, ea, eb, p_c, q_c) -> None:
+        """Add ``int_{ext_j} psi_i dN_ext/dtheta_k`` to the rows of the ``J`` neurons."""
+        N = self.N
+        up, low = self._ext_masks(lay)
+
+        def cols(mask):
+            mk = np.concatenate([mask, mask, mask, np.ones((lay.B, 1), bool)], axis=1)
+            return np.where(mk, p_c, 0.0), np.where(mk, q_c, 0.0)
+
+        pu, qu = cols(up)
+        pl, ql = cols(low)
+        anyext = upper | lower
+        rows_j = np.nonzero(anyext.any(axis=0))[0]
+        for base in (0, N, 2 * N):  # rows w_j, b_j, v_j of the J neurons (loop over 3 only)
+            r = base + rows_j
+            sel_up = upper[:, rows_j][:, :, None]
+            sel_low = lower[:, rows_j][:, :, None]
+            pcol = np.where(sel_up, pu[:, None, :], np.where(sel_low, pl[:, None, :], 0.0))
+            qcol = np.where(sel_up, qu[:, None, :], np.where(sel_low, ql[:, None, :], 0.0))
+            a = ea[:, rows_j][:, :, None]
+            b = eb[:, rows_j][:, :, None]
+            h = np.where(anyext[:, rows_j][:, :, None], b - a, 0.0)
+            m = 0.5 * (a + b)
+            pr = p_c[:, r][:, :, None]
+            qr = q_c[:, r][:, :, None]
+            Hm[:, r, :] += h * ((pr * m + qr) * (pcol * m + qcol) + pr * pcol * (h * h / 12.0))
+
+
+def _gram(lo1, hi1, p1, q1, lo2, hi2, p2, q2):
+    """``int_{[lo1,hi1] cap [lo2,hi2]} (p1 x + q1)(p2 x + q2) dx`` (exact, midpoint form)."""
+    lo = np.maximum(lo1, lo2)
+    hi = np.minimum(hi1, hi2)
+    h = np.maximum(hi - lo, 0.0)
+    m = 0.5 * (lo + hi)
+    return h * ((p1 * m + q1) * (p2 * m + q2) + p1 * p2 * (h * h / 12.0))
