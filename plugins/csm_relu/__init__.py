@@ -73,5 +73,7 @@ def csm_problems() -> list[csm.ProblemFactory]:
 
 @csm.hookimpl
 def csm_experiments() -> list[csm.Experiment]:
-    """Experiments of the ReLU plugin (added by the lead; none yet)."""
-    return []
+    """The ``csm reproduce`` experiments of this plugin (see :mod:`.experiments`)."""
+    from .experiments import EXPERIMENTS
+
+    return list(EXPERIMENTS)
