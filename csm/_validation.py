@@ -35,6 +35,26 @@ def as_batch(x: Any, dim: int | None = None, name: str = "x") -> tuple[np.ndarra
     return arr, single
 
 
+def as_batch_pair(x: Any, v: Any, dim: int | None = None, names: tuple[str, str] = ("x", "v")
+                  ) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Rowwise pairs ``(X, V)`` of shape ``(B, d)`` for products such as ``Dg(X_b) V_b``.
+
+    A single point or vector ``(d,)`` is broadcast against a batch of the other; the flag is
+    True when both were single.
+    """
+    X, xs = as_batch(x, dim, name=names[0])
+    V, vs = as_batch(v, X.shape[1], name=names[1])
+    if X.shape[0] == 1 and V.shape[0] > 1:
+        X = np.broadcast_to(X, V.shape)
+    elif V.shape[0] == 1 and X.shape[0] > 1:
+        V = np.broadcast_to(V, X.shape)
+    elif X.shape[0] != V.shape[0]:
+        raise ShapeError(
+            f"`{names[0]}` and `{names[1]}` batch sizes differ: {X.shape} vs {V.shape}"
+        )
+    return np.ascontiguousarray(X), np.ascontiguousarray(V), xs and vs
+
+
 def as_point(x: Any, dim: int | None = None, name: str = "x") -> np.ndarray:
     """Return ``x`` as a finite float vector of shape ``(d,)``."""
     try:

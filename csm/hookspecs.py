@@ -34,7 +34,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import pluggy
 

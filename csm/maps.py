@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._validation import as_batch, as_point, check_finite, positive_float
+from ._validation import as_batch, as_batch_pair, check_finite, positive_float
 from .errors import InputError, ShapeError
 
 __all__ = ["Map", "GradientDescentMap", "FD_STEP_FACTOR", "fd_jacobian", "local_curvature", "as_map"]
@@ -163,12 +163,8 @@ class Map:
         form ``d x d`` matrices), central differences along ``v``
         (``h = eps**(1/3) max(1, |x|_inf) / |v|_inf``, error O(h^2)).
         """
-        V, vsingle = as_batch(v, self._dim, name="v")
-        X, xsingle = as_batch(x, V.shape[1])
-        if X.shape[0] == 1 and V.shape[0] > 1:
-            X = np.broadcast_to(X, V.shape)
-        elif X.shape[0] != V.shape[0]:
-            raise ShapeError(f"`x` and `v` batch sizes differ: {X.shape} vs {V.shape}")
+        X, V, both_single = as_batch_pair(x, v, self._dim)
+        xsingle = np.ndim(x) == 1
         small = V.shape[1] <= _DENSE_JVP_MAX_DIM
         if self._jvp is not None:
             out = np.asarray(self._jvp(np.ascontiguousarray(X), V), dtype=float)
@@ -187,7 +183,7 @@ class Map:
             F = self._raw(np.concatenate([X + h * V, X - h * V], axis=0))
             out = (F[: len(X)] - F[len(X):]) / (2.0 * h)
         check_finite(out, f"jacobian-vector product of `{self.name}`", X)
-        return out[0] if (vsingle and xsingle) else out
+        return out[0] if both_single else out
 
     def iterate(self, x: Any, n_steps: int) -> np.ndarray:
         """Apply ``g`` ``n_steps`` times (batched); returns the final points."""

@@ -172,6 +172,12 @@ class ProblemBase:
 
         return as_batch(theta, self.dim, name="theta")
 
+    def _pair(self, theta: Any, v: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Rowwise ``(theta, v)`` batches for Hessian-vector products (broadcasting a single one)."""
+        from ._validation import as_batch_pair
+
+        return as_batch_pair(theta, v, self.dim, names=("theta", "v"))
+
     def loss(self, theta: Any) -> np.ndarray | float:
         X, single = self._batch(theta)
         out = np.asarray(self._loss(X), dtype=float)

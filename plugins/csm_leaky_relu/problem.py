@@ -146,16 +146,9 @@ class LeakyReluProblem(csm.ProblemBase):
     def hvp(self, theta: Any, v: Any) -> np.ndarray:
         """``H v = D^T H_relu(D theta) (D v)`` in ``O(N log N)`` (rowwise; broadcasting as in
         :meth:`csm_relu.ReluProblem.hvp`)."""
-        X, xs = self._batch(theta)
-        Vv, vs = csm.ProblemBase._batch(self, v)
-        if X.shape[0] == 1 and Vv.shape[0] > 1:
-            X = np.broadcast_to(X, Vv.shape)
-        elif Vv.shape[0] == 1 and X.shape[0] > 1:
-            Vv = np.broadcast_to(Vv, X.shape)
-        elif X.shape[0] != Vv.shape[0]:
-            raise csm.ShapeError(f"`theta` and `v` batch sizes differ: {X.shape} vs {Vv.shape}")
+        X, Vv, single = self._pair(theta, v)
         out = self._pull(self.relu._engine.hvp(self._reduce(X), self._reduce(Vv)))
-        return out[0] if (xs and vs) else out
+        return out[0] if single else out
 
     def hessian_exists(self, theta: Any, **kw: Any) -> Any:
         """Whether the leaky loss is twice differentiable at ``theta`` (via ``D``)."""

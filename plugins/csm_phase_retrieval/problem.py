@@ -128,14 +128,9 @@ class PhaseRetrieval(csm.ProblemBase):
         ``theta`` ``(n,)`` or ``(B, n)``; ``v`` ``(n,)`` or ``(B, n)`` (a single ``theta`` is
         broadcast against a batch of ``v``).  Never forms the Hessian: ``O(m n)`` per row.
         """
-        X, xs = self._batch(theta)
-        V, vs = _as_rows(v, self.dim, "v")
-        if X.shape[0] == 1 and V.shape[0] > 1:
-            X = np.broadcast_to(X, V.shape)
-        elif X.shape[0] != V.shape[0]:
-            raise csm.ShapeError(f"`theta` and `v` batch sizes differ: {X.shape} vs {V.shape}")
+        X, V, single = self._pair(theta, v)
         out = self._kernel.hvp(X, V)
-        return out[0] if (xs and vs) else out
+        return out[0] if single else out
 
     # -- sampling, critical points, classification, local map --------------------------
     def sample(self, rng: Any, n: int) -> np.ndarray:
@@ -187,13 +182,3 @@ class PhaseRetrieval(csm.ProblemBase):
         self._batch(theta)
         return csm.GradientDescentMap(self, step)
 
-
-def _as_rows(v: Any, dim: int, name: str) -> tuple[np.ndarray, bool]:
-    try:
-        arr = np.asarray(v, dtype=float)
-    except (TypeError, ValueError):
-        raise csm.InputError(f"`{name}` must be a real array, got {type(v).__name__}") from None
-    if arr.ndim not in (1, 2) or arr.shape[-1] != dim:
-        raise csm.ShapeError(f"`{name}` must have shape ({dim},) or (batch, {dim}), "
-                             f"got shape {arr.shape}")
-    return (arr[None, :], True) if arr.ndim == 1 else (arr, False)

@@ -160,20 +160,6 @@ class ReluProblem(csm.ProblemBase):
                 f"{int(np.nonzero(~np.isfinite(X).all(axis=1))[0][0])})")
         return X, single
 
-    def _pair(self, theta: Any, v: Any) -> tuple[np.ndarray, np.ndarray, bool]:
-        X, xs = self._batch(theta)
-        Vv, vs = super()._batch(v) if np.ndim(v) != 1 else (np.asarray(v, float)[None], True)
-        if Vv.shape[1] != self.dim:
-            raise csm.ShapeError(f"`v` must have last dimension {self.dim}, got shape "
-                                 f"{np.shape(v)}")
-        if X.shape[0] == 1 and Vv.shape[0] > 1:
-            X = np.broadcast_to(X, Vv.shape)
-        elif Vv.shape[0] == 1 and X.shape[0] > 1:
-            Vv = np.broadcast_to(Vv, X.shape)
-        elif X.shape[0] != Vv.shape[0]:
-            raise csm.ShapeError(f"`theta` and `v` batch sizes differ: {X.shape} vs {Vv.shape}")
-        return np.ascontiguousarray(X), np.ascontiguousarray(Vv, dtype=float), xs and vs
-
     # ------------------------------------------------------------------ ProblemBase kernels
     def _loss(self, X: np.ndarray) -> np.ndarray:
         return self._engine.loss(X)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import csm
 from csm.maps import fd_jacobian
 from csm_relu import ReluProblem
 from csm_relu.critical import layer_value

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-import csm
 from csm.maps import fd_jacobian
 from csm_relu import ReluProblem
 

@@ -1,0 +1,76 @@
+"""The `csm` command: outputs, --json, and exit codes (0 ok, 1 check failed, 2 bad input)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from csm.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_json(capsys):
+    code, out, _ = run(capsys, "list", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert "relu" in data["problems"] and "description" in data["problems"]["relu"]
+
+
+def test_list_text(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0 and "problems:" in out and "relu" in out
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["frobnicate"], "invalid choice"),
+        (["check"], "the following arguments are required: problem"),
+        (["check", "no_such_problem"], "unknown problem 'no_such_problem'"),
+        (["check", "relu", "-p", "N"], "`-p` takes key=value, got 'N'"),
+        (["check", "relu", "-p", "bogus=1"], "no parameter(s) ['bogus']"),
+        (["manifold", "relu", "--point", "nowhere"], "`--point` 'nowhere' is not a known critical point"),
+        (["manifold", "relu"], "the following arguments are required: --point"),
+        (["stable-set", "relu", "--step", "-1", "-n", "10"], "`step`"),
+        (["reproduce", "--only", "no_such_experiment", "--out", "{tmp}"], "unknown experiment"),
+        (["stable-set", "relu", "--workers", "2", "--dask", "tcp://x:1"], "not allowed with argument"),
+    ],
+)
+def test_errors_exit_2_with_one_line(capsys, tmp_path, argv, needle):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 2, (code, out, err)
+    assert needle in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_check_exit_codes(capsys, monkeypatch):
+    # a passing problem
+    code, out, _ = run(capsys, "check", "phase_retrieval", "-p", "loss='population'", "-p", "n=4")
+    assert code == 0 and "PASSED" in out
+    # a failing conformance check exits 1
+    import csm
+
+    class Broken(csm.ProblemBase):
+        name, dim = "broken", 2
+
+        def _loss(self, X):
+            return (X**2).sum(1)
+
+        def _gradient(self, X):
+            return X  # wrong by a factor 2
+
+    monkeypatch.setattr(csm.hookspecs, "get_problem", lambda name, **kw: Broken())
+    code, out, _ = run(capsys, "check", "broken", "--json")
+    assert code == 1 and json.loads(out)["passed"] is False
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "csm.cli", "list"], capture_output=True, text=True)
+    assert out.returncode == 0 and "relu" in out.stdout
