@@ -90,7 +90,8 @@ def callable_fingerprint(func: Any, probe: Any = None) -> str:
     objects and ``functools.partial`` pickle with their state, so changed parameters show.
     ``probe``, if given, is a callable returning an array whose digest is appended.
     """
-    name = f"{getattr(func, '__module__', '?')}:{getattr(func, '__qualname__', type(func).__qualname__)}"
+    qual = getattr(func, "__qualname__", type(func).__qualname__)
+    name = f"{getattr(func, '__module__', '?')}:{qual}"
     try:
         name += ":" + hashlib.sha256(pickle.dumps(func)).hexdigest()[:12]
     except Exception:  # noqa: BLE001 - unpicklable: the name must do
@@ -127,7 +128,8 @@ class ChunkStore:
                  n_chunks: int) -> None:
         self.directory = Path(directory)
         if self.directory.exists() and not self.directory.is_dir():
-            raise InputError(f"`checkpoint` must be a directory, got the file {str(self.directory)!r}")
+            raise InputError(
+                f"`checkpoint` must be a directory, got the file {str(self.directory)!r}")
         self.directory.mkdir(parents=True, exist_ok=True)
         self.fingerprint = json.loads(json.dumps(to_jsonable(dict(fingerprint)), sort_keys=True))
         self.n_chunks = int(n_chunks)
@@ -233,7 +235,8 @@ class ChunkStore:
         os.replace(tmp, path)
 
     def _remove_stale_temporaries(self) -> None:
-        for p in list(self.directory.glob(".chunk-*.tmp")) + list(self.directory.glob(".manifest-*.tmp")):
+        stale = [*self.directory.glob(".chunk-*.tmp"), *self.directory.glob(".manifest-*.tmp")]
+        for p in stale:
             try:
                 p.unlink()
             except OSError:

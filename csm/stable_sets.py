@@ -86,7 +86,7 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     >>> lo, round(hi * 10_000, 2)
     (0.0, 3.69)
     """
-    from scipy.stats import beta
+    from scipy.special import betaincinv  # beta quantile B^{-1}(q; a, b) = betaincinv(a, b, q)
 
     k = int(k)
     n = int(n)
@@ -96,8 +96,8 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     if not 0.0 < c < 1.0:
         raise InputError(f"`confidence` must be in (0, 1), got {confidence!r}")
     a = 1.0 - c
-    lo = 0.0 if k == 0 else float(beta.ppf(a / 2.0, k, n - k + 1))
-    hi = 1.0 if k == n else float(beta.ppf(1.0 - a / 2.0, k + 1, n - k))
+    lo = 0.0 if k == 0 else float(betaincinv(k, n - k + 1, a / 2.0))
+    hi = 1.0 if k == n else float(betaincinv(k + 1, n - k, 1.0 - a / 2.0))
     return lo, hi
 
 
@@ -128,7 +128,7 @@ def _gd_batch(problem: Any, X: np.ndarray, step: float, max_steps: int, tol: flo
     Returns ``theta, grad_norm, steps, status`` for the batch ``X (B, d)``.  Only the rows
     still running are evaluated at each step (the active set is compacted).
     """
-    B, d = X.shape
+    B = X.shape[0]
     theta = np.array(X, dtype=float, copy=True)
     gnorm = np.full(B, np.nan)
     steps = np.full(B, max_steps, dtype=np.int64)
@@ -179,17 +179,25 @@ def _gd_batch(problem: Any, X: np.ndarray, step: float, max_steps: int, tol: flo
 
 def _nearest(points: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of and distance to the nearest center for each point (``(m,)``, ``(m,)``)."""
-    if centers.shape[0] == 0 or points.shape[0] == 0:
-        return np.zeros(points.shape[0], dtype=np.int64), np.full(points.shape[0], np.inf)
-    D = np.sqrt(np.maximum(
-        np.einsum("ij,ij->i", points, points)[:, None]
-        - 2.0 * points @ centers.T
-        + np.einsum("ij,ij->i", centers, centers)[None, :], 0.0))
-    j = np.argmin(D, axis=1)
-    return j, D[np.arange(points.shape[0]), j]
+    m, K = points.shape[0], centers.shape[0]
+    if K == 0 or m == 0:
+        return np.zeros(m, dtype=np.int64), np.full(m, np.inf)
+    j = np.empty(m, dtype=np.int64)
+    dist = np.empty(m)
+    c2 = np.einsum("ij,ij->i", centers, centers)
+    block = max(1, 4_000_000 // K)  # bound the (block, K) distance matrix to ~32 MB
+    for a in range(0, m, block):
+        P = points[a:a + block]
+        D2 = np.einsum("ij,ij->i", P, P)[:, None] - 2.0 * P @ centers.T + c2[None, :]
+        jj = np.argmin(D2, axis=1)
+        j[a:a + block] = jj
+        # exact distance to the chosen center (no cancellation error)
+        dist[a:a + block] = np.linalg.norm(P - centers[jj], axis=1)
+    return j, dist
 
 
-def _run_chunk(spec: _ChunkSpec, seedseq: np.random.SeedSequence, size: int) -> dict[str, np.ndarray]:
+def _run_chunk(spec: _ChunkSpec, seedseq: np.random.SeedSequence,
+               size: int) -> dict[str, np.ndarray]:
     """Sample ``size`` initialisations, run GD, classify the limits (one chunk)."""
     problem = spec.problem
     d = int(problem.dim)
@@ -225,18 +233,23 @@ def _run_chunk(spec: _ChunkSpec, seedseq: np.random.SeedSequence, size: int) -> 
     # converged runs: problem.classify, else the nearest listed critical point
     conv = np.nonzero(status == CONVERGED)[0]
     if conv.size:
+        rest = conv
         if classify is not None:
             for i in conv:
                 c = classify(theta[i])
                 label[i], kind[i] = str(c.label), str(c.kind)
                 layer[i] = -1 if c.layer is None else int(c.layer)
-        else:
-            j, dist = _nearest(theta[conv], cps)
+            # classify says "not critical" (its own threshold is stricter than `tol`):
+            # a listed critical point within match_tol still names the limit
+            rest = conv[kind[conv] == "not_critical"]
+        if rest.size:
+            j, dist = _nearest(theta[rest], cps)
             hit = dist <= spec.match_tol
-            for i, jj, h in zip(conv, j, hit):
+            for i, jj, h in zip(rest, j, hit):
                 if h:
-                    label[i], kind[i], layer[i] = spec.cp_label[jj], spec.cp_kind[jj], spec.cp_layer[jj]
-                else:
+                    label[i], kind[i] = spec.cp_label[jj], spec.cp_kind[jj]
+                    layer[i] = spec.cp_layer[jj]
+                elif classify is None:
                     label[i], kind[i] = UNIDENTIFIED_LABEL, UNIDENTIFIED_LABEL
     # runs still going at the budget: near a saddle? ("slow escape")
     unc = np.nonzero(status == UNCONVERGED)[0]
@@ -362,6 +375,36 @@ class StableSetEstimate:
             for lab in self.labels
         ]
 
+    def summary(self) -> str:
+        """A plain-text table of the classes, the saddle fraction and the slow escapes."""
+        pct = f"{100 * self.confidence:g}%"
+        lines = [
+            (f"stable set of {self.problem} (d = {self.dim}): {self.n} runs, step {self.step:g}, "
+             f"<= {self.max_steps} steps, converged when |G| <= {self.tol:g} for "
+             f"{self.patience} steps"),
+            f"{'class':<28} {'kind':<16} {'loss':>11} {'count':>7} {'fraction':>9}  {pct} CI",
+        ]
+        for row in self.table():
+            lines.append(
+                f"{row['label'][:28]:<28} {row['kind'][:16]:<16} {row['loss']:>11.4g} "
+                f"{row['count']:>7d} {row['fraction']:>9.4f}  "
+                f"[{row['ci_low']:.3g}, {row['ci_high']:.3g}]")
+        lines.append(
+            f"into saddles ({', '.join(SADDLE_KINDS)}): {self.saddle_count}/{self.n}, "
+            f"{pct} CI [{self.saddle_ci[0]:.3g}, {self.saddle_ci[1]:.3g}]")
+        if self.slow_escape_count:
+            near = ", ".join(f"{k}: {v}" for k, v in self.slow_escape.items())
+            lines.append(f"slow escapes (unconverged near a saddle): {self.slow_escape_count} "
+                         f"({near})")
+        st = self.steps_summary
+        lines.append(f"steps: mean {st['mean']:.1f}, median {st['median']:.0f}, max {st['max']}"
+                     f" ({self.seconds:.1f} s, {self.chunks} chunks, {self.chunks_loaded} "
+                     "from checkpoint)")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary (no per-run arrays; see :meth:`save`)."""
         out = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "arrays"}
@@ -372,7 +415,7 @@ class StableSetEstimate:
         """Write the per-run arrays and the summary (as JSON) to one ``.npz`` file."""
         path = Path(path)
         if path.suffix != ".npz":
-            path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+            path = path.with_name(path.name + ".npz")
         meta = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "arrays"}
         np.savez_compressed(path, _meta=np.array(json.dumps(to_jsonable(meta))),
                             **{k: np.asarray(v) for k, v in self.arrays.items()})
@@ -476,9 +519,9 @@ def estimate_stable_set(
         A run whose iterate or gradient is not finite, or with ``||theta|| > diverge_norm``,
         is stopped and classed ``"diverged"``.
     match_tol : float
-        Without ``problem.classify``, a converged run gets the label of the nearest
-        ``problem.critical_points()`` entry within this Euclidean distance, else
-        ``"unidentified"``.
+        Without ``problem.classify`` (or where it answers ``"not_critical"``), a converged
+        run gets the label of the nearest ``problem.critical_points()`` entry within this
+        Euclidean distance, else ``"unidentified"`` (or classify's ``"not_critical"`` class).
     slow_radius : float
         An unconverged run within this distance of a known saddle (kind in
         :data:`SADDLE_KINDS`) is reported as a *slow escape*, with its distance.  (Without
@@ -534,7 +577,8 @@ def estimate_stable_set(
 
     t_start = time.perf_counter()
     if not callable(getattr(problem, "gradient", None)):
-        raise InputError(f"`problem` must have a batched .gradient method, got {type(problem).__name__}")
+        raise InputError(
+            f"`problem` must have a batched .gradient method, got {type(problem).__name__}")
     d = getattr(problem, "dim", None)
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
         raise InputError(f"`problem.dim` must be a positive integer, got {d!r}")
@@ -671,7 +715,11 @@ def _summarise(arrays: dict[str, np.ndarray], *, target: tuple[str, ...], bins: 
     sl, sc = np.unique(arrays["slow_label"][slow], return_counts=True)
     lv = loss[conv & np.isfinite(loss)]
     if lv.size:
-        hc, he = np.histogram(lv, bins=bins)
+        lo, hi = float(lv.min()), float(lv.max())
+        width = 1e-6 * max(abs(lo), abs(hi), 1.0)
+        if hi - lo < width:  # (near-)constant losses: a window of relative width 1e-6
+            lo, hi = 0.5 * (lo + hi) - width / 2, 0.5 * (lo + hi) + width / 2
+        hc, he = np.histogram(lv, bins=bins, range=(lo, hi))
     else:
         hc, he = np.zeros(0, dtype=int), np.zeros(0)
     st = arrays["steps"]
@@ -771,6 +819,22 @@ class EscapeTimes:
                                         self.predicted, self.escaped)
         ]
 
+    def summary(self) -> str:
+        """Plain-text table: delta, median/mean steps, prediction; the fitted slope."""
+        lines = [(f"escape from B_eps({self.point}), eps = {self.radius:.4g}, lambda_min = "
+                  f"{self.lambda_min:.6g}, lambda_max = {self.lambda_max:.6g}, "
+                  f"{self.n} runs/delta"),
+                 f"{'delta':>10} {'median':>8} {'mean':>9} {'predicted':>10} {'escaped':>8}"]
+        for r in self.table():
+            lines.append(f"{r['delta']:>10.3g} {r['median_steps']:>8.1f} {r['mean_steps']:>9.2f} "
+                         f"{r['predicted']:>10.2f} {r['escaped']:>8d}")
+        lines.append(f"slope of steps vs log(1/delta): {self.slope:.5g} (theory 1/log lambda_min"
+                     f" = {self.slope_theory:.5g}; relative error {self.relative_slope_error:.2%})")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary (the per-run ``steps`` matrix included only as the table)."""
         out = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "steps"}
@@ -859,7 +923,8 @@ def escape_times(
     max_steps = positive_int(max_steps, "max_steps")
     dl = np.asarray(deltas, dtype=float).reshape(-1)
     if dl.size == 0 or not np.all(np.isfinite(dl)) or np.any(dl <= 0):
-        raise InputError(f"`deltas` must be a non-empty sequence of positive numbers, got {deltas!r}")
+        raise InputError(
+            f"`deltas` must be a non-empty sequence of positive numbers, got {deltas!r}")
     cp, x_star, name = _resolve_point(problem, point, d)
     lm = getattr(problem, "local_map", None)
     gmap = lm(cp, step) if (local_map and callable(lm)) else GradientDescentMap(problem, step)

@@ -19,12 +19,12 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ._validation import positive_float, positive_int
-from .errors import InputError, ShapeError
+from .errors import ShapeError
 from .problem import to_jsonable
 
 __all__ = [
@@ -199,7 +199,9 @@ def detect_plateaus(problem: Any, trajectories: Any, *, grad_tol: float = 1e-3,
     1. ``problem.classify(point)`` when it exists and does not answer ``"not_critical"``;
     2. the loss layer: the nearest value of ``problem.critical_values()`` (a sequence, or a
        mapping name -> value) within ``loss_tol`` (default: a tenth of the smallest gap
-       between distinct values); node name ``"layer j"`` (or the mapping's key);
+       between distinct values); node name ``"layer j"`` (or the mapping's key), kind the
+       most common kind among the listed critical points with that loss (else
+       ``"unknown"``);
     3. the nearest entry of ``problem.critical_points()`` within ``match_tol``;
     4. otherwise a node ``"unidentified L=<loss>"`` of kind ``"unknown"``.
 
@@ -241,7 +243,7 @@ def detect_plateaus(problem: Any, trajectories: Any, *, grad_tol: float = 1e-3,
     small[:, 1:-1] = gn <= grad_tol
     dif = np.diff(small, axis=1)
     sr, sc = np.nonzero(dif == 1)   # starts (row-major order: by run, then time)
-    er, ec = np.nonzero(dif == -1)  # exclusive ends, paired with starts
+    _, ec = np.nonzero(dif == -1)  # exclusive ends, paired with starts
     keep = (ec - sc) >= min_plateau
     sr, sc, ec = sr[keep], sc[keep], ec[keep]
     if sr.size == 0:
@@ -262,7 +264,7 @@ def detect_plateaus(problem: Any, trajectories: Any, *, grad_tol: float = 1e-3,
 
 
 def _morse_index(problem: Any, theta: np.ndarray, index_tol: float) -> int | None:
-    """Number of Hessian eigenvalues below ``-index_tol * max(1, max |eig|)`` (None if no Hessian)."""
+    """Number of Hessian eigenvalues below ``-index_tol * max(1, max |eig|)``; None: no Hessian."""
     h = getattr(problem, "hessian", None)
     if not callable(h):
         return None
@@ -328,9 +330,12 @@ def transition_graph(
 
     Examples
     --------
-    >>> Y = record_trajectories(problem, 0.1, 1e-6 * rng.standard_normal((20, 3)), 800)  # doctest: +SKIP
-    >>> G = transition_graph(problem, Y)                                              # doctest: +SKIP
-    >>> sorted(G.nodes(data="loss"), key=lambda t: -t[1])                              # doctest: +SKIP
+    >>> x0 = 1e-6 * rng.standard_normal((20, 3))                           # doctest: +SKIP
+    >>> Y = record_trajectories(problem, 0.1, x0, 800)                       # doctest: +SKIP
+    >>> G = transition_graph(problem, Y)                                     # doctest: +SKIP
+    >>> sorted(G.nodes(data="loss"), key=lambda t: -t[1])                    # doctest: +SKIP
+
+    See ``docs/stable-sets.md`` for a worked example (the staircase loss).
     """
     import networkx as nx
 
