@@ -20,40 +20,16 @@ from typing import Any, Sequence
 import numpy as np
 
 from .maps import GradientDescentMap, local_curvature
+from .plotting import figure_path, new_figure, save_figure
 from .problem import Claim, CriticalPoint
 
 __all__ = [
     "critical_point_claims",
     "stable_set_sweep",
     "manifold_slice",
-    "new_figure",
-    "save_figure",
-    "figure_path",
 ]
 
 _SADDLES = ("strict_saddle", "saddle", "local_maximum")
-
-
-def new_figure(width: float = 6.0, height: float = 4.0):
-    """A matplotlib Figure on the Agg canvas (no pyplot, no global backend change)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def figure_path(out_dir: Path | str, name: str) -> Path:
-    p = Path(out_dir) / "figures"
-    p.mkdir(parents=True, exist_ok=True)
-    return p / f"{name}.png"
-
-
-def save_figure(fig: Any, path: Path) -> str:
-    fig.tight_layout()
-    fig.savefig(path)
-    return str(path)
 
 
 def critical_point_claims(

@@ -46,9 +46,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-from scipy import stats
 
 from ._validation import as_point, as_rng, check_finite, positive_float, positive_int
+from .confidence import clopper_pearson
 from .errors import InputError, NonFiniteError, NotFixedPointError, NoUnstableDirectionError, ShapeError
 from .maps import Map, as_map
 from .problem import to_jsonable
@@ -86,21 +86,6 @@ _QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 # --------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------
-
-
-def clopper_pearson(k: Any, n: int, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
-    """Exact two-sided binomial confidence bounds ``(lower, upper)`` for ``k`` hits in ``n``.
-
-    ``lower = Beta.ppf(a/2; k, n-k+1)`` (0 for k = 0), ``upper = Beta.ppf(1-a/2; k+1, n-k)``
-    (1 for k = n), ``a = 1 - confidence``.  For ``k = 0`` the upper bound is
-    ``1 - (a/2)^(1/n)`` (about ``3.69/n`` at 95%, MATH.md §8).
-    """
-    k = np.asarray(k, dtype=float)
-    a = 1.0 - confidence
-    with np.errstate(invalid="ignore"):
-        lo = np.where(k > 0, stats.beta.ppf(a / 2, np.maximum(k, 1e-300), n - k + 1), 0.0)
-        up = np.where(k < n, stats.beta.ppf(1 - a / 2, k + 1, np.maximum(n - k, 1e-300)), 1.0)
-    return lo, up
 
 
 def as_sampler(sampler: Any, name: str = "sampler") -> Callable[[np.random.Generator, int], np.ndarray]:

@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ._validation import as_point, positive_float, positive_int
+from .confidence import clopper_pearson
 from .errors import InputError, ShapeError
 from .problem import KINDS, CriticalPoint, to_jsonable
 
@@ -63,44 +64,6 @@ _ARRAY_KEYS = ("theta0", "theta", "loss", "grad_norm", "steps", "status", "label
 # ---------------------------------------------------------------------------------------
 # confidence intervals
 # ---------------------------------------------------------------------------------------
-def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Exact (Clopper--Pearson) confidence interval for a binomial proportion.
-
-    Parameters
-    ----------
-    k, n : int
-        Successes and trials, ``0 <= k <= n``, ``n >= 1``.
-    confidence : float
-        Coverage, in (0, 1).
-
-    Returns
-    -------
-    (low, high) : tuple of float
-        ``low = B^{-1}(a/2; k, n-k+1)`` (0 if ``k = 0``), ``high = B^{-1}(1-a/2; k+1, n-k)``
-        (1 if ``k = n``), with ``a = 1 - confidence`` and ``B^{-1}`` the beta quantile.  For
-        ``k = 0`` the upper bound is ``1 - (a/2)^{1/n}`` (``~= 3.69/n`` at 95%, MATH.md §8).
-
-    Examples
-    --------
-    >>> lo, hi = clopper_pearson(0, 10_000)
-    >>> lo, round(hi * 10_000, 2)
-    (0.0, 3.69)
-    """
-    from scipy.special import betaincinv  # beta quantile B^{-1}(q; a, b) = betaincinv(a, b, q)
-
-    k = int(k)
-    n = int(n)
-    if n < 1 or not 0 <= k <= n:
-        raise InputError(f"clopper_pearson needs 0 <= k <= n and n >= 1, got k={k}, n={n}")
-    c = float(confidence)
-    if not 0.0 < c < 1.0:
-        raise InputError(f"`confidence` must be in (0, 1), got {confidence!r}")
-    a = 1.0 - c
-    lo = 0.0 if k == 0 else float(betaincinv(k, n - k + 1, a / 2.0))
-    hi = 1.0 if k == n else float(betaincinv(k + 1, n - k, 1.0 - a / 2.0))
-    return lo, hi
-
-
 # ---------------------------------------------------------------------------------------
 # the chunk worker (module level: picklable for process pools and Dask)
 # ---------------------------------------------------------------------------------------

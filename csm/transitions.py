@@ -496,11 +496,9 @@ def draw_transition_graph(G: Any, path: str | Path, *, title: str | None = None,
     ``visits`` and their colour shows ``kind``; edge width grows with ``count``.  Uses the
     Agg canvas directly (no pyplot, no display needed).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .plotting import new_figure
 
-    fig = Figure(figsize=figsize, dpi=dpi)
-    FigureCanvasAgg(fig)
+    fig = new_figure(*figsize, dpi=dpi)
     ax = fig.add_subplot(1, 1, 1)
     nodes = list(G.nodes(data=True))
     levels = sorted({float(f"{float(d.get('loss', np.nan)):.6g}") for _, d in nodes},

@@ -22,14 +22,8 @@ from typing import Any
 import numpy as np
 
 import csm
-from csm.experiment_kit import (
-    critical_point_claims,
-    figure_path,
-    manifold_slice,
-    new_figure,
-    save_figure,
-    stable_set_sweep,
-)
+from csm.experiment_kit import critical_point_claims, manifold_slice, stable_set_sweep
+from csm.plotting import figure_path, new_figure, save_figure
 
 N_DEFAULT = 4
 
@@ -86,11 +80,11 @@ def run_critical_points(config: csm.ExperimentConfig) -> csm.ExperimentResult:
 def run_stable_sets(config: csm.ExperimentConfig) -> csm.ExperimentResult:
     p = _problem(config)
     if config.quick:
-        steps, n, max_steps = [0.1, 0.3], 400, 30_000
+        steps, n, max_steps = [0.1, 0.3], 500, 40_000
     else:
         steps, n, max_steps = [0.05, 0.1, 0.3], 2000, 200_000
     rows, claims, ests = stable_set_sweep(
-        p, steps, n, max_steps=max_steps, tol=1e-7, seed=config.seed, executor=config.executor,
+        p, steps, n, max_steps=max_steps, tol=1e-8, seed=config.seed, executor=config.executor,
         progress=config.progress, reference="Theorem 4.7",
         statement=None)
     claims = [csm.Claim(c.statement.replace("does not converge to saddles",
@@ -212,12 +206,13 @@ def run_transitions(config: csm.ExperimentConfig) -> csm.ExperimentResult:
 
     p = _problem(config)
     rng = np.random.default_rng(config.seed)
-    R = 8 if config.quick else 32
-    n_steps = 60_000 if config.quick else 300_000
+    R = 16 if config.quick else 64
+    n_steps = 20_000 if config.quick else 100_000
     theta0 = 1e-3 * rng.standard_normal((R, p.dim))
-    every = 20
+    every = 2
     traj = record_trajectories(p, 0.3, theta0, n_steps, every=every)
-    G = csm.transition_graph(p, traj, every=every)
+    # a plateau: |G| <= 1e-2 for >= 40 consecutive GD steps
+    G = csm.transition_graph(p, traj, every=every, grad_tol=1e-2, min_plateau=20)
     out = figure_path(config.out_dir, "relu_transitions")
     fig = str(draw_transition_graph(G, out, title="ReLU N = 4: plateaus visited by GD "
                                     "from small initialisation"))
