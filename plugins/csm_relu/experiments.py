@@ -80,7 +80,7 @@ def run_critical_points(config: csm.ExperimentConfig) -> csm.ExperimentResult:
 def run_stable_sets(config: csm.ExperimentConfig) -> csm.ExperimentResult:
     p = _problem(config)
     if config.quick:
-        steps, n, max_steps = [0.1, 0.3], 500, 40_000
+        steps, n, max_steps = [0.1, 0.3], 1000, 40_000
     else:
         steps, n, max_steps = [0.05, 0.1, 0.3], 2000, 200_000
     rows, claims, ests = stable_set_sweep(
@@ -100,7 +100,10 @@ def run_stable_sets(config: csm.ExperimentConfig) -> csm.ExperimentResult:
         pos_rows.append({"step": gamma, "converged": int(conv.sum()),
                          "limit loss < layer-0 value": int(below.sum()),
                          "of which loss > 0": int(nonzero.sum()),
-                         "unconverged": int((A["status"] == 2).sum())})
+                         "unconverged": int((A["status"] == 2).sum()),
+                         "median final loss (unconverged)":
+                             float(np.median(A["loss"][A["status"] == 2]))
+                             if (A["status"] == 2).any() else float("nan")})
         claims.append(csm.Claim(
             f"step {gamma}: every converged run with limit loss below rho^2(beta-alpha)^3/12 "
             "reaches loss 0", "Proposition 4.8",
