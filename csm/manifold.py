@@ -140,6 +140,8 @@ class _DenseCoords:
         self.dim_cs_repr = k
         self.Q = split.Q
         self.Q_inv = split.Q_inv
+        self._Qcs_T = np.ascontiguousarray(split.basis_cs.T)
+        self._Qu_T = np.ascontiguousarray(split.basis_u.T)
         self.L_cs = split.block[:k, :k]
         self.L_u = split.block[k:, k:]
         self.L_u_inv = np.linalg.inv(self.L_u)
@@ -147,10 +149,10 @@ class _DenseCoords:
 
     def to_z(self, dx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         z = dx @ self.Q_inv.T
-        return z[..., : self.k], z[..., self.k:]
+        return np.ascontiguousarray(z[..., : self.k]), np.ascontiguousarray(z[..., self.k:])
 
     def from_z(self, p: np.ndarray, q: np.ndarray) -> np.ndarray:
-        return p @ self.split.basis_cs.T + q @ self.split.basis_u.T
+        return p @ self._Qcs_T + q @ self._Qu_T
 
     def project_cs(self, p: np.ndarray) -> np.ndarray:
         return p

@@ -294,12 +294,11 @@ def conjugated_graph_map(
     if not (use_q or use_a):
         raise ValueError(f"`nonlinearity` must be 'quadratic', 'abs' or 'mixed', got {nonlinearity!r}")
 
-    C_flat = C.transpose(1, 0, 2).reshape(k, m * k)  # (i, (m, j))
-
     def phi(P: np.ndarray) -> np.ndarray:
         out = np.zeros((P.shape[0], m))
-        if use_q:  # sum_ij P_i C_mij P_j as one matrix product
-            out += np.sum((P @ C_flat).reshape(-1, m, k) * P[:, None, :], axis=2)
+        if use_q:  # sum_ij P_i C_mij P_j: one matrix product per output coordinate
+            for i in range(m):
+                out[:, i] += np.einsum("bj,bj->b", P @ C[i], P)
         if use_a:
             out += (P * np.abs(P)) @ Cabs.T
         return out
