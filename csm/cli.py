@@ -147,6 +147,8 @@ def _cmd_stable_set(args: argparse.Namespace) -> int:
                               "progress": not args.json}
         if args.max_steps is not None:
             kw["max_steps"] = args.max_steps
+        if args.tol is not None:
+            kw["tol"] = args.tol
         est = estimate_stable_set(problem, args.step, n=args.n, **kw)
     finally:
         close()
@@ -207,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-n", type=int, default=10_000, help="number of initialisations")
     sp.add_argument("--step", type=float, default=0.05)
     sp.add_argument("--max-steps", type=int, default=None)
+    sp.add_argument("--tol", type=float, default=None,
+                    help="convergence: |G| <= tol for `patience` steps (default 1e-6)")
     g = sp.add_mutually_exclusive_group()
     g.add_argument("--workers", type=int, default=1, help="local worker processes")
     g.add_argument("--dask", metavar="ADDRESS", help="Dask scheduler address")

@@ -212,7 +212,7 @@ def _run_chunk(spec: _ChunkSpec, seedseq: np.random.SeedSequence,
                 if h:
                     label[i], kind[i] = spec.cp_label[jj], spec.cp_kind[jj]
                     layer[i] = spec.cp_layer[jj]
-                elif classify is None:
+                else:  # converged by `tol`, but nothing certifies a critical point there
                     label[i], kind[i] = UNIDENTIFIED_LABEL, UNIDENTIFIED_LABEL
     # runs still going at the budget: near a saddle? ("slow escape")
     unc = np.nonzero(status == UNCONVERGED)[0]
@@ -484,7 +484,8 @@ def estimate_stable_set(
     match_tol : float
         Without ``problem.classify`` (or where it answers ``"not_critical"``), a converged
         run gets the label of the nearest ``problem.critical_points()`` entry within this
-        Euclidean distance, else ``"unidentified"`` (or classify's ``"not_critical"`` class).
+        Euclidean distance, else ``"unidentified"`` (converged by ``tol``, but not certified
+        critical: lower ``tol`` to match the problem's own criticality threshold).
     slow_radius : float
         An unconverged run within this distance of a known saddle (kind in
         :data:`SADDLE_KINDS`) is reported as a *slow escape*, with its distance.  (Without
