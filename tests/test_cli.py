@@ -74,3 +74,25 @@ def test_check_exit_codes(capsys, monkeypatch):
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "csm.cli", "list"], capture_output=True, text=True)
     assert out.returncode == 0 and "relu" in out.stdout
+
+
+def test_manifold_command(capsys):
+    code, out, _ = run(capsys, "manifold", "phase_retrieval", "-p", "loss='population'", "-p",
+                       "n=4", "--point", "saddle-sphere-1+", "--step", "0.05", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["manifold"]["dim_u"] == 1 and data["manifold"]["dim_cs"] == 3
+    assert data["verification"]["passed"] is True
+
+
+def test_stable_set_command_with_checkpoint(capsys, tmp_path):
+    argv = ["stable-set", "phase_retrieval", "-p", "loss='population'", "-p", "n=4", "-n", "60",
+            "--step", "0.01", "--max-steps", "3000", "--tol", "1e-7", "--checkpoint",
+            str(tmp_path / "ckpt"), "--json"]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    first = json.loads(out)
+    assert first["n"] == 60 and first["saddle_count"] == 0
+    code, out, _ = run(capsys, *argv)  # resumed entirely from the checkpoint
+    again = json.loads(out)
+    assert again["chunks_loaded"] == again["chunks"] and again["counts"] == first["counts"]
