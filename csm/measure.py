@@ -161,6 +161,38 @@ def _arrays_to_npz(path: Any, arrays: dict[str, np.ndarray]) -> None:
     np.savez_compressed(path, **{k: np.asarray(v) for k, v in arrays.items()})
 
 
+class _Report:
+    """Shared behaviour of the report dataclasses: per-sample arrays stay out of ``to_dict``.
+
+    ``_ARRAYS`` names the per-sample array fields (not in :meth:`to_dict`); ``_NPZ`` the
+    arrays :meth:`to_npz` writes (default: ``_ARRAYS``).
+    """
+
+    _ARRAYS: tuple[str, ...] = ()
+    _NPZ: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary (per-sample arrays excluded; see :meth:`to_npz`)."""
+        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__
+                            if k not in self._ARRAYS})
+
+    def to_npz(self, path: Any) -> None:
+        """Write the per-sample arrays to ``path`` (``numpy.savez_compressed``)."""
+        _arrays_to_npz(path, {k: getattr(self, k) for k in (self._NPZ or self._ARRAYS)})
+
+
+class _ProfileReport(_Report):
+    """A report whose verdict rests on a :class:`SmallValueProfile` tail fit."""
+
+    @property
+    def slope(self) -> float:
+        return self.profile.slope
+
+    @property
+    def slope_se(self) -> float:
+        return self.profile.slope_se
+
+
 # --------------------------------------------------------------------------------------
 # The small-value profile shared by checks 1, 2 and the step band of check 3
 # --------------------------------------------------------------------------------------
@@ -285,7 +317,7 @@ def _decay_verdict(prof: SmallValueProfile, zero_count: int, thr: float, what: s
 
 
 @dataclass(frozen=True)
-class NondegeneracyReport:
+class NondegeneracyReport(_ProfileReport):
     """Result of :func:`check_jacobian_nondegenerate`.
 
     Attributes
@@ -309,6 +341,8 @@ class NondegeneracyReport:
         Per-sample values (not in :meth:`to_dict`; see :meth:`to_npz`).
     """
 
+    _ARRAYS = ('sigma_min', 'log_abs_det')
+
     passed: bool
     reason: str
     n: int
@@ -323,20 +357,10 @@ class NondegeneracyReport:
     sigma_min: np.ndarray = field(repr=False)
     log_abs_det: np.ndarray = field(repr=False)
 
-    @property
-    def slope(self) -> float:
-        return self.profile.slope
 
-    @property
-    def slope_se(self) -> float:
-        return self.profile.slope_se
 
-    def to_dict(self) -> dict[str, Any]:
-        skip = {"sigma_min", "log_abs_det"}
-        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__ if k not in skip})
 
-    def to_npz(self, path: Any) -> None:
-        _arrays_to_npz(path, {"sigma_min": self.sigma_min, "log_abs_det": self.log_abs_det})
+
 
 
 def check_jacobian_nondegenerate(
@@ -468,7 +492,7 @@ def _fit_settings(min_count: Any, fit_points: Any, n_boot: Any) -> tuple[int, in
 
 
 @dataclass(frozen=True)
-class PreimageReport:
+class PreimageReport(_ProfileReport):
     """Result of :func:`check_preimage_null`.
 
     Attributes
@@ -487,6 +511,8 @@ class PreimageReport:
         Per-sample ``|distance(g(X_i))|`` (not in :meth:`to_dict`).
     """
 
+    _ARRAYS = ('distances',)
+
     passed: bool
     reason: str
     n: int
@@ -498,20 +524,10 @@ class PreimageReport:
     distance_quantiles: dict
     distances: np.ndarray = field(repr=False)
 
-    @property
-    def slope(self) -> float:
-        return self.profile.slope
 
-    @property
-    def slope_se(self) -> float:
-        return self.profile.slope_se
 
-    def to_dict(self) -> dict[str, Any]:
-        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__
-                            if k != "distances"})
 
-    def to_npz(self, path: Any) -> None:
-        _arrays_to_npz(path, {"distances": self.distances})
+
 
 
 def check_preimage_null(
@@ -619,7 +635,7 @@ def check_preimage_null(
 
 
 @dataclass(frozen=True)
-class BadStepReport:
+class BadStepReport(_Report):
     """Result of :func:`bad_step_sizes`.
 
     Attributes
@@ -661,6 +677,8 @@ class BadStepReport:
         The pooled bad steps (not in :meth:`to_dict`).
     """
 
+    _ARRAYS = ('steps',)
+
     passed: bool
     reason: str
     n: int
@@ -685,11 +703,8 @@ class BadStepReport:
     step_profile: SmallValueProfile | None
     steps: np.ndarray = field(repr=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__ if k != "steps"})
 
-    def to_npz(self, path: Any) -> None:
-        _arrays_to_npz(path, {"steps": self.steps})
+
 
 
 def _hessian_callable(hessian: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -928,7 +943,7 @@ def bad_step_sizes(
 
 
 @dataclass(frozen=True)
-class EscapeRateReport:
+class EscapeRateReport(_Report):
     """Result of :func:`escape_rate`.
 
     Attributes
@@ -962,6 +977,9 @@ class EscapeRateReport:
         :meth:`to_dict`.
     """
 
+    _ARRAYS = ('exit_times',)
+    _NPZ = ('exit_times', 'survival')
+
     passed: bool
     reason: str
     dim: int
@@ -982,12 +1000,8 @@ class EscapeRateReport:
     survival: np.ndarray
     exit_times: np.ndarray = field(repr=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__
-                            if k != "exit_times"})
 
-    def to_npz(self, path: Any) -> None:
-        _arrays_to_npz(path, {"exit_times": self.exit_times, "survival": self.survival})
+
 
 
 def _uniform_ball(rng: np.random.Generator, n: int, center: np.ndarray, radius: float) -> np.ndarray:
@@ -1211,7 +1225,7 @@ def escape_rate(
 
 
 @dataclass(frozen=True)
-class ManifoldStayReport:
+class ManifoldStayReport(_Report):
     """Result of :func:`manifold_stay_fraction`.
 
     Attributes
@@ -1233,6 +1247,8 @@ class ManifoldStayReport:
     exit_times : ndarray (not in :meth:`to_dict`)
     """
 
+    _ARRAYS = ('exit_times',)
+
     passed: bool
     reason: str
     n_points: int
@@ -1246,9 +1262,7 @@ class ManifoldStayReport:
     ball_fraction: float | None
     exit_times: np.ndarray = field(repr=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__
-                            if k != "exit_times"})
+
 
 
 def manifold_stay_fraction(
