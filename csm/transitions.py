@@ -129,7 +129,7 @@ def _critical_values(problem: Any) -> tuple[np.ndarray, list[str]] | None:
         arr = np.asarray(list(vals.values()), dtype=float)
     else:
         arr = np.asarray(list(vals), dtype=float).reshape(-1)
-        names = [f"layer {i}" for i in range(arr.size)]
+        names = ["zero loss" if v == 0 else f"layer {i}" for i, v in enumerate(arr)]
     if arr.size == 0:
         return None
     return arr, names
@@ -199,7 +199,8 @@ def detect_plateaus(problem: Any, trajectories: Any, *, grad_tol: float = 1e-3,
     1. ``problem.classify(point)`` when it exists and does not answer ``"not_critical"``;
     2. the loss layer: the nearest value of ``problem.critical_values()`` (a sequence, or a
        mapping name -> value) within ``loss_tol`` (default: a tenth of the smallest gap
-       between distinct values); node name ``"layer j"`` (or the mapping's key), kind the
+       between distinct values); node name ``"layer j"`` (``"zero loss"`` for the value 0, or
+       the mapping's key), kind the
        most common kind among the listed critical points with that loss (else
        ``"unknown"``);
     3. the nearest entry of ``problem.critical_points()`` within ``match_tol``;
