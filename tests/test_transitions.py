@@ -105,8 +105,13 @@ def test_staircase_levels_visited_top_down_via_classify(trajectories):
 
 def test_staircase_via_critical_values(trajectories):
     p = toy.StaircaseValues(A)
-    values = p.critical_values()  # descending; index j names the node "layer j"
-    names = {z: f"layer {values.index(pytest.approx(level_loss(z)))}" for z in range(4)}
+    values = p.critical_values()  # descending; index j names the node "layer j", 0 "zero loss"
+
+    def name(z):
+        j = values.index(pytest.approx(level_loss(z)))
+        return "zero loss" if values[j] == 0 else f"layer {j}"
+
+    names = {z: name(z) for z in range(4)}
     G = transition_graph(p, trajectories, every=EVERY)
     _check_staircase_chain(G, names.__getitem__)
     assert all(d["identified_by"] == "critical_values" for _, d in G.nodes(data=True))
