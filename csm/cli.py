@@ -243,6 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"csm: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # unwritable --out, missing checkpoint folder permissions, ...
+        if debug:
+            raise
+        print(f"csm: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("csm: interrupted", file=sys.stderr)
         return 130

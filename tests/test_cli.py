@@ -40,6 +40,9 @@ def test_list_text(capsys):
         (["stable-set", "relu", "--step", "-1", "-n", "10"], "`step`"),
         (["reproduce", "--only", "no_such_experiment", "--out", "{tmp}"], "unknown experiment"),
         (["stable-set", "relu", "--workers", "2", "--dask", "tcp://x:1"], "not allowed with argument"),
+        (["manifold", "relu", "--point", "zigzag-n1-inactive", "--step", "0"], "`step`"),
+        (["reproduce", "--only", "relu-critical-points", "--out", "/proc/csm-no-such/x"], "csm: error:"),
+        (["stable-set", "relu", "-n", "0", "--step", "0.1"], "`n`"),
     ],
 )
 def test_errors_exit_2_with_one_line(capsys, tmp_path, argv, needle):
