@@ -374,6 +374,8 @@ class CenterStableManifold:
     tol: float
     max_iter: int
     _coords: Any = field(repr=False)
+    # counters of the most recent solve (``nit``, ``residual``, ``n_points``); the one
+    # mutable member of this otherwise frozen result, updated by every graph/point call
     last_solve: dict = field(default_factory=dict, repr=False)
 
     # -- core solve ----------------------------------------------------------------------
