@@ -40,7 +40,8 @@ def run(config: csm.ExperimentConfig) -> csm.ExperimentResult:
             "Corollary 5.5",
             f"{int(conv.sum())} converged, {int(stuck.sum())} at a positive-loss critical point; "
             f"{int((A['status'] == 2).sum())} unconverged, median final loss of those "
-            f"{float(np.median(A['loss'][A['status'] == 2])) if (A['status'] == 2).any() else 0:.2e}",
+            f"{float(np.median(A['loss'][A['status'] == 2])) if (A['status'] == 2).any() else 0:.2e}; "
+            f"{int((A['status'] == 1).sum())} diverged (step too large for those starts)",
             int(stuck.sum()) == 0))
     return csm.ExperimentResult("leaky_relu", REFERENCE, claims, tables)
 
