@@ -358,11 +358,6 @@ class NondegeneracyReport(_ProfileReport):
     log_abs_det: np.ndarray = field(repr=False)
 
 
-
-
-
-
-
 def check_jacobian_nondegenerate(
     map: Any,
     sampler: Any,
@@ -523,11 +518,6 @@ class PreimageReport(_ProfileReport):
     scale: float
     distance_quantiles: dict
     distances: np.ndarray = field(repr=False)
-
-
-
-
-
 
 
 def check_preimage_null(
@@ -702,9 +692,6 @@ class BadStepReport(_Report):
     step_bad_upper: float | None
     step_profile: SmallValueProfile | None
     steps: np.ndarray = field(repr=False)
-
-
-
 
 
 def _hessian_callable(hessian: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -1001,9 +988,6 @@ class EscapeRateReport(_Report):
     exit_times: np.ndarray = field(repr=False)
 
 
-
-
-
 def _uniform_ball(rng: np.random.Generator, n: int, center: np.ndarray, radius: float) -> np.ndarray:
     d = center.size
     G = rng.standard_normal((n, d))
@@ -1261,8 +1245,6 @@ class ManifoldStayReport(_Report):
     exit_quantiles: dict
     ball_fraction: float | None
     exit_times: np.ndarray = field(repr=False)
-
-
 
 
 def manifold_stay_fraction(
