@@ -90,6 +90,7 @@ def stable_set_sweep(
     progress: bool = False,
     reference: str = "Corollary 2.3",
     statement: str | None = None,
+    save_to: Path | str | None = None,
     **kwargs: Any,
 ) -> tuple[list[dict], list[Claim], list[Any]]:
     """Run :func:`csm.estimate_stable_set` for each step size; claim: no run converges to a saddle.
@@ -97,7 +98,8 @@ def stable_set_sweep(
     The claim for each step is that 0 of the ``n`` runs converged to a critical point of a
     saddle kind (strict or not, or a local maximum); the measured figure gives the exact 95%
     upper bound ``1 - 0.025^{1/n}`` on the probability.  Unconverged and slow-escape runs are
-    reported, not counted as hits.
+    reported, not counted as hits.  With ``save_to`` (a path prefix) every estimate's per-run
+    arrays go to ``{save_to}-step{gamma}.npz`` (:meth:`StableSetEstimate.save`).
     """
     from .stable_sets import estimate_stable_set
 
@@ -110,6 +112,9 @@ def stable_set_sweep(
                "95% CI (saddles)": f"[{est.saddle_ci[0]:.2g}, {est.saddle_ci[1]:.2g}]"}
         for label in est.labels:
             row[label] = est.counts[label]
+        if save_to is not None:
+            Path(save_to).parent.mkdir(parents=True, exist_ok=True)
+            row["arrays"] = str(est.save(f"{save_to}-step{gamma}.npz"))
         rows.append(row)
         claims.append(Claim(
             statement or f"gradient descent (step {gamma}) does not converge to saddles",

@@ -25,6 +25,10 @@ def test_reproduce_quick_end_to_end(tmp_path, capsys):
             assert (out / fig).exists() or __import__("os").path.exists(fig)
     assert "claims agree" in report and "![" in report
     assert (out / "figures" / "relu_transitions.graphml").exists()
+    import numpy as np
+
+    with np.load(out / "data" / "relu_stable_set-step0.1.npz") as z:  # per-run arrays
+        assert z["status"].shape == (1000,)
 
 
 def test_reproduce_reports_a_failing_experiment(tmp_path):

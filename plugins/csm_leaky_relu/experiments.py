@@ -8,6 +8,8 @@ non-global local minima for leaky ReLU), and none converges to a saddle.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 import csm
@@ -28,7 +30,8 @@ def run(config: csm.ExperimentConfig) -> csm.ExperimentResult:
         steps, n, max_steps = [0.1, 0.3], 2000, 200_000
     rows, cl, ests = stable_set_sweep(p, steps, n, max_steps=max_steps, tol=1e-8,
                                       seed=config.seed, executor=config.executor,
-                                      progress=config.progress, reference="Corollary 5.5")
+                                      progress=config.progress, reference="Corollary 5.5",
+                                      save_to=Path(config.out_dir) / "data" / "leaky_stable_set")
     tables["classes of the limits"] = rows
     claims += cl
     for gamma, est in zip(steps, ests):

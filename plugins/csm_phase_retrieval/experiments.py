@@ -9,6 +9,8 @@ gradient-descent run from Gaussian initialisations converges to a saddle (Propos
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import csm
 from csm.experiment_kit import critical_point_claims, manifold_slice, stable_set_sweep
 
@@ -50,7 +52,8 @@ def run(config: csm.ExperimentConfig) -> csm.ExperimentResult:
             prob, [step], runs, max_steps=20_000 if config.quick else 100_000, tol=1e-7,
             seed=config.seed, executor=config.executor, progress=config.progress,
             reference="Proposition 2.5",
-            statement=f"GD on the {tag} loss does not converge to a saddle")
+            statement=f"GD on the {tag} loss does not converge to a saddle",
+            save_to=Path(config.out_dir) / "data" / f"phase_retrieval_{prob.loss_type}")
         tables[f"gradient descent, {tag} loss"] = rows
         claims += cl
     return csm.ExperimentResult("phase_retrieval", REFERENCE, claims, tables, figures)

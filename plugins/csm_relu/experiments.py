@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from typing import Any
 
 import numpy as np
@@ -86,6 +88,7 @@ def run_stable_sets(config: csm.ExperimentConfig) -> csm.ExperimentResult:
     rows, claims, ests = stable_set_sweep(
         p, steps, n, max_steps=max_steps, tol=1e-8, seed=config.seed, executor=config.executor,
         progress=config.progress, reference="Theorem 4.7",
+        save_to=Path(config.out_dir) / "data" / "relu_stable_set",
         statement=None)
     claims = [csm.Claim(c.statement.replace("does not converge to saddles",
                                             "does not converge into S (nor any other saddle)"),
