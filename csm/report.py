@@ -1,6 +1,7 @@
 """``csm reproduce``: run every experiment the plugins contribute and write a report.
 
 Writes ``OUT/report.md`` (claims with measured figures and whether they agree, tables, figures),
+``OUT/data/*.npz`` (per-run arrays of the stable-set estimates),
 ``OUT/results.json`` (everything, JSON-safe) and the PNG figures the experiments produced in
 ``OUT/figures``.  An experiment that raises is reported as failed; the others still run.
 """
