@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["locate_zeros", "spectrum_summary", "kind_from_spectrum", "ZERO_TOL_FACTOR"]
+__all__ = ["locate_zeros", "spectrum_summary", "kind_from_spectrum", "is_zero_loss", "KIND_PREFIX",
+           "ZERO_TOL_FACTOR"]
 
 
 def locate_zeros(
@@ -113,3 +114,13 @@ def kind_from_spectrum(summary: dict[str, Any], *, is_global: bool = False,
     if n_pos == 0:
         return ("strict_saddle", False) if extra_zero else ("local_maximum", True)
     return "strict_saddle", True
+
+
+def is_zero_loss(problem: Any, loss: float) -> bool:
+    """Loss 0 up to round-off (``<= 1e-20 F(0)``): a global minimum of a loss that is ``>= 0``."""
+    return bool(loss <= 1e-20 * max(1.0, float(problem.loss(np.zeros(problem.dim)))))
+
+
+#: Short label prefix per kind, for naming numerically located critical points.
+KIND_PREFIX = {"strict_saddle": "saddle", "saddle": "saddle", "local_minimum": "local-min",
+               "local_maximum": "local-max", "global_minimum": "global-min"}

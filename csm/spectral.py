@@ -12,8 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.linalg import block_diag
 
-from .errors import NonFiniteError, NotDiagonalizableError, NoUnstableDirectionError, ShapeError
+from .errors import (
+    NonFiniteError,
+    NotDiagonalizableError,
+    NoUnstableDirectionError,
+    ShapeError,
+)
 from .problem import to_jsonable
 
 __all__ = ["SpectralSplit", "split_spectrum", "DEFAULT_UNIT_TOL", "DEFAULT_MAX_CONDITION"]
@@ -203,12 +209,7 @@ def split_spectrum(
         Bl.append(blocks[i])
     Q = np.concatenate(Qcols, axis=1)
     n_cs = int(sum(b.shape[0] for b, u in zip(Bl, unstable_blk) if not u))
-    block = np.zeros((d, d))
-    k = 0
-    for bl in Bl:
-        m = bl.shape[0]
-        block[k:k + m, k:k + m] = bl
-        k += m
+    block = block_diag(*Bl)
     cond = 1.0 if symmetric else float(np.linalg.cond(Q))
     if not np.isfinite(cond) or cond > max_condition:
         raise NotDiagonalizableError(

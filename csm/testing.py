@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from scipy.linalg import block_diag
 
 from .maps import Map, fd_jacobian, local_curvature
 from .problem import Classification, CriticalPoint, ProblemBase, to_jsonable
@@ -222,14 +223,8 @@ def _real_block(eigs: Sequence[complex]) -> tuple[np.ndarray, int]:
         else:
             a, b = lam.real, abs(lam.imag)
             blocks.append(np.array([[a, b], [-b, a]]))
-    n = sum(b.shape[0] for b in blocks)
-    M = np.zeros((n, n))
-    k = 0
-    for b in blocks:
-        m = b.shape[0]
-        M[k:k + m, k:k + m] = b
-        k += m
-    return M, n
+    M = block_diag(*blocks)
+    return M, M.shape[0]
 
 
 @dataclass(frozen=True)

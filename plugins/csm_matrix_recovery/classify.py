@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import csm
+from csm.critical import is_zero_loss, kind_from_spectrum, spectrum_summary
 
-from .critical import is_zero_loss, orbit_dimension
-from csm.critical import kind_from_spectrum, spectrum_summary
+from .critical import orbit_dimension
 
 if TYPE_CHECKING:  # pragma: no cover
     from .problem import MatrixRecovery

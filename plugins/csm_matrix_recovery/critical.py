@@ -49,9 +49,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import csm
-
-from csm.critical import locate_zeros
-from csm.critical import kind_from_spectrum, spectrum_summary
+from csm.critical import (
+    KIND_PREFIX,
+    is_zero_loss,
+    kind_from_spectrum,
+    locate_zeros,
+    spectrum_summary,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .problem import MatrixRecovery
@@ -63,7 +67,6 @@ __all__ = [
     "orbit_dimension",
     "full_critical_points",
     "sensing_critical_points",
-    "is_zero_loss",
     "LOCATE_GTOL",
     "MAX_R_ALL_SUBSETS",
 ]
@@ -211,13 +214,6 @@ def sensing_critical_points(problem: "MatrixRecovery") -> list[csm.CriticalPoint
     return out
 
 
-def is_zero_loss(problem: "MatrixRecovery", loss: float) -> bool:
-    """Loss 0 up to round-off (``<= 1e-20 F(0)``): a global minimum, since the losses are >= 0."""
-    return bool(loss <= 1e-20 * max(1.0, float(problem.loss(np.zeros(problem.dim)))))
-
-
-_PREFIX = {"strict_saddle": "saddle", "saddle": "saddle", "local_minimum": "local-min",
-           "local_maximum": "local-max", "global_minimum": "global-min"}
 
 
 def _located_saddles(problem: "MatrixRecovery", exclude: list[np.ndarray]
@@ -252,8 +248,8 @@ def _located_saddles(problem: "MatrixRecovery", exclude: list[np.ndarray]
         kind, conclusive = kind_from_spectrum(info, n_symmetry=k_orbit,
                                               is_global=is_zero_loss(problem, loss))
         info["kind_conclusive"] = conclusive
-        label = f"{_PREFIX[kind]}-{subset_label(S, r)}"
+        label = f"{KIND_PREFIX[kind]}-{subset_label(S, r)}"
         if kind not in ("strict_saddle", "saddle"):
-            label = f"{_PREFIX[kind]}-from-{subset_label(S, r)}"
+            label = f"{KIND_PREFIX[kind]}-from-{subset_label(S, r)}"
         out.append(csm.CriticalPoint(x, kind, loss, label, info))
     return out

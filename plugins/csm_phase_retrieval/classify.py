@@ -21,9 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import csm
-
-from .critical import is_zero_loss
-from csm.critical import kind_from_spectrum, spectrum_summary
+from csm.critical import is_zero_loss, kind_from_spectrum, spectrum_summary
 
 if TYPE_CHECKING:  # pragma: no cover
     from .problem import PhaseRetrieval

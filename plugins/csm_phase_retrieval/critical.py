@@ -35,9 +35,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import csm
-
-from csm.critical import locate_zeros
-from csm.critical import kind_from_spectrum, spectrum_summary
+from csm.critical import (
+    KIND_PREFIX,
+    is_zero_loss,
+    kind_from_spectrum,
+    locate_zeros,
+    spectrum_summary,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .problem import PhaseRetrieval
@@ -48,7 +52,6 @@ __all__ = [
     "population_critical_points",
     "empirical_critical_points",
     "newton_critical_points",
-    "is_zero_loss",
     "LOCATE_GTOL",
 ]
 
@@ -141,13 +144,6 @@ def empirical_critical_points(problem: "PhaseRetrieval") -> list[csm.CriticalPoi
     return out
 
 
-def is_zero_loss(problem: "PhaseRetrieval", loss: float) -> bool:
-    """Loss 0 up to round-off (``<= 1e-20 F(0)``): a global minimum, since the losses are >= 0."""
-    return bool(loss <= 1e-20 * max(1.0, float(problem.loss(np.zeros(problem.dim)))))
-
-
-_PREFIX = {"strict_saddle": "saddle", "saddle": "saddle", "local_minimum": "local-min",
-           "local_maximum": "local-max", "global_minimum": "global-min"}
 
 
 def newton_critical_points(problem: "PhaseRetrieval", exclude: list[np.ndarray]
@@ -188,5 +184,5 @@ def newton_critical_points(problem: "PhaseRetrieval", exclude: list[np.ndarray]
             loss = problem.loss(xs)
             kind, conclusive = kind_from_spectrum(info, is_global=is_zero_loss(problem, loss))
             info["kind_conclusive"] = conclusive
-            out.append(csm.CriticalPoint(xs, kind, loss, f"{_PREFIX[kind]}-{k}{tag}", info))
+            out.append(csm.CriticalPoint(xs, kind, loss, f"{KIND_PREFIX[kind]}-{k}{tag}", info))
     return out
