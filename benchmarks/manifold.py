@@ -37,8 +37,8 @@ def conjugated_case():
 
 def per_point_root(m: csm.manifold.CenterStableManifold, xi: np.ndarray, method: str, tol: float):
     """The baseline: T_xi written for one point, solved by scipy.optimize.root."""
-    C = m._coords  # eigen-coordinates of the same split (dense mode)
-    K, eps, k = m.horizon, m.radius, C.k
+    C = m.frame  # eigen-coordinates of the same split (dense mode)
+    K, eps, k = m.horizon, m.radius, C.dim_cs
     Lcs, Lu_inv = C.L_cs, C.L_u_inv
 
     def T(yflat: np.ndarray) -> np.ndarray:
@@ -74,9 +74,10 @@ def bench_dense(n_points: int, n_base: int, method: str) -> None:
     t_setup = time.perf_counter() - t
     xi = m.sample_cs(n_points, 0, fraction=0.9)
     t = time.perf_counter()
-    q = m.graph(xi)
+    sol = m.solve(xi)
+    q = sol.q
     t_ours = time.perf_counter() - t
-    X = tc.fixed_point + m._coords.from_z(xi, q)
+    X = tc.fixed_point + m.frame.from_z(xi, q)
     err_ours = float(tc.graph_error(X).max())
 
     sub = xi[:n_base]
@@ -84,11 +85,11 @@ def bench_dense(n_points: int, n_base: int, method: str) -> None:
     out = [per_point_root(m, x, method, 1e-12) for x in sub]
     t_base = (time.perf_counter() - t) * n_points / n_base
     qb = np.array([o[0] for o in out])
-    err_base = float(tc.graph_error(tc.fixed_point + m._coords.from_z(sub, qb)).max())
+    err_base = float(tc.graph_error(tc.fixed_point + m.frame.from_z(sub, qb)).max())
     print(f"## d = 31 conjugated example (dim_u = 3), {n_points} base points, tol 1e-10")
     print(f"setup (spectral split, Lipschitz estimate, radius search): {t_setup:.3f} s; "
           f"radius {m.radius:.4g}, kappa {m.contraction:.3f}, horizon K = {m.horizon}, "
-          f"Banach iterations {m.nit}")
+          f"Banach iterations {sol.nit}")
     print(f"csm batched solver      : {t_ours:8.3f} s   max error vs exact graph {err_ours:.2e}")
     print(f"scipy.optimize.root/{method:5s}: {t_base:8.3f} s   max error vs exact graph {err_base:.2e}"
           f"   (timed on {n_base} points, extrapolated; mean nfev "
@@ -109,15 +110,16 @@ def bench_matrix_free(dims, n_points: int, step: float) -> None:
         t_setup = time.perf_counter() - t
         xi = m.sample_cs(n_points, 0)
         t = time.perf_counter()
-        q = m.graph(xi)
+        sol = m.solve(xi)
+        q = sol.q
         t_solve = time.perf_counter() - t
         peak = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
         # invariance check of the result: g maps graph points onto the graph
-        X = m._coords.x_star + m._coords.from_z(xi, q)
+        X = m.fixed_point + m.frame.from_z(xi, q)
         GX = g(X)
         res = float(np.max(np.abs(m.offset(GX[: min(4, n_points)]))))
-        print(f"{d:6d} {t_setup:8.2f} {m.horizon:5d} {m.nit:4d} {t_solve / n_points:9.4f} "
+        print(f"{d:6d} {t_setup:8.2f} {m.horizon:5d} {sol.nit:4d} {t_solve / n_points:9.4f} "
               f"{peak:9.1f} {res:24.2e}")
 
 

@@ -4,7 +4,7 @@ Numerical instruments for the theory of *Gradient descent provably escapes saddl
 the training of shallow ReLU networks* (Cheridito, Jentzen, Rossmannek): the center-stable
 manifold of Theorem 2.2 for arbitrary maps (:func:`center_stable_manifold`), the measure
 checks of Lemma 2.4 / Proposition 2.5, stable-set estimation, and plugins for the paper's
-applications (``csm list``).  See ``docs/`` and MATH.md for the theory-to-code map.
+applications (``csm list``).  See ``docs/theory.md`` for the mathematics and ``docs/theory-to-code.md`` for the map.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from __future__ import annotations
 from .errors import (
     CheckpointMismatchError,
     ContractionError,
+    ConvergenceError,
     CsmError,
     InputError,
     NonFiniteError,
     NotDiagonalizableError,
     NotFixedPointError,
+    NoContractionError,
     NoUnstableDirectionError,
     ParameterError,
     PluginError,
@@ -83,6 +85,7 @@ __all__ = [
     "__version__",
     "CsmError", "InputError", "ShapeError", "NonFiniteError", "NotFixedPointError",
     "NotDiagonalizableError", "NoUnstableDirectionError", "ContractionError",
+    "NoContractionError", "ConvergenceError",
     "UnknownProblemError", "ParameterError", "PluginError", "CheckpointMismatchError",
     "Map", "GradientDescentMap",
     "KINDS", "Problem", "ProblemBase", "CriticalPoint", "Classification", "ProblemFactory",

@@ -112,7 +112,9 @@ def _cmd_manifold(args: argparse.Namespace) -> int:
         f"{m.lipschitz_bound:.3g}, horizon K = {m.horizon}",
         f"  verify: invariance residual {ver.invariance_residual:.2e}, graph orbits stay "
         f"{ver.graph_stay_median:.0f} steps (median); pushed off by {ver.deltas} exit after "
-        f"{ver.exit_median} steps (predicted {tuple(round(p, 1) for p in ver.exit_predicted)})",
+        f"{ver.exit_median} steps (predicted band "
+        f"{tuple((round(f, 1), round(p, 1)) for f, p in zip(ver.exit_predicted_fast, ver.exit_predicted_slow))})",
+        f"  kappa {'proved' if m.kappa_certified else 'estimated by adversarial search'}; {ver.message}",
         f"  {'PASSED' if ver.passed else 'FAILED'}",
     ])
     _emit(args, payload, text)

@@ -16,6 +16,8 @@ __all__ = [
     "NotDiagonalizableError",
     "NoUnstableDirectionError",
     "ContractionError",
+    "NoContractionError",
+    "ConvergenceError",
     "UnknownProblemError",
     "ParameterError",
     "PluginError",
@@ -52,7 +54,31 @@ class NoUnstableDirectionError(InputError):
 
 
 class ContractionError(CsmError):
-    """The Lyapunov--Perron operator is not a contraction for the requested radius."""
+    """Base of the two ways the Lyapunov--Perron construction can fail (kept for ``except``)."""
+
+
+class NoContractionError(ContractionError, InputError):
+    """Bad input: no contraction for the requested ``radius`` (or for any radius).
+
+    The message gives the contraction constant reached and a radius that would work.
+    """
+
+
+class ConvergenceError(ContractionError):
+    """An iterative algorithm stopped before reaching its tolerance.
+
+    Attributes
+    ----------
+    nit : int
+        Iterations performed.
+    residual : float
+        The last increment or residual, in the algorithm's own norm.
+    """
+
+    def __init__(self, message: str, *, nit: int = 0, residual: float = float("nan")) -> None:
+        super().__init__(message)
+        self.nit = int(nit)
+        self.residual = float(residual)
 
 
 class UnknownProblemError(InputError, KeyError):

@@ -158,18 +158,22 @@ def manifold_slice(
              "invariance residual": ver.invariance_residual,
              "exit steps (delta)": ", ".join(f"{e:.0f} ({d:g})" for e, d in
                                                zip(ver.exit_median, ver.deltas)),
-             "predicted": ", ".join(f"{p:.1f}" for p in ver.exit_predicted)}]
+             "predicted band": ", ".join(f"[{f:.0f}, {p:.0f}]" for f, p in
+                                         zip(ver.exit_predicted_fast, ver.exit_predicted_slow))}]
     claims = [Claim(
         f"the center-stable manifold at {point.label} is computed and verified: dim E_u equals "
         "the number of unstable eigenvalues, the graph is invariant, off-graph orbits escape "
-        "after ~log(eps/delta)/log(lambda_min) steps", reference,
-        f"dim E_u = {m.dim_u}, kappa = {m.contraction:.3f}, invariance residual "
-        f"{ver.invariance_residual:.1e}, exits {ver.exit_median} vs predicted "
-        f"{tuple(round(p, 1) for p in ver.exit_predicted)}", bool(ver.passed))]
+        "inside the band between log(eps/delta)/log(lambda_max) and log(eps/delta)/log(lambda_min) "
+        "steps (15 % slack)", reference,
+        f"dim E_u = {m.dim_u}, kappa = {m.contraction:.3f} "
+        f"({'proved' if m.kappa_certified else 'estimated'}), invariance residual "
+        f"{ver.invariance_residual:.1e}, exits {ver.exit_median} vs band "
+        f"{tuple((round(f, 1), round(p, 1)) for f, p in zip(ver.exit_predicted_fast, ver.exit_predicted_slow))}; "
+        f"{ver.message}", bool(ver.success))]
 
     # the slice: pick the cs basis direction where the graph bends most
     rho = 0.9 * m.radius / math.sqrt(1 + m.lipschitz_bound**2)
-    C = m._coords
+    C = m.frame
     dim_repr = C.dim_cs_repr
     if m.dim_cs > 0:
         cand = np.eye(dim_repr)[: min(dim_repr, 64)] if not m.matrix_free else \

@@ -24,9 +24,12 @@ from typing import Any, Callable
 import numpy as np
 
 from ._validation import as_batch, as_batch_pair, check_finite, positive_float
-from .errors import InputError, ShapeError
+from .errors import InputError, NotFixedPointError, ShapeError
 
-__all__ = ["Map", "GradientDescentMap", "FD_STEP_FACTOR", "fd_jacobian", "local_curvature", "as_map"]
+__all__ = [
+    "Map", "GradientDescentMap", "FD_STEP_FACTOR", "fd_jacobian", "local_curvature", "as_map",
+    "check_fixed_point",
+]
 
 #: Relative step of the central differences: eps**(1/3).
 FD_STEP_FACTOR = float(np.finfo(float).eps ** (1.0 / 3.0))
@@ -77,6 +80,11 @@ class Map:
         Whether ``func`` (and ``jacobian``) accept batches.
     name : str, optional
         Label used in messages and reports.
+    derivative_lipschitz : float or callable, optional
+        A Lipschitz constant ``M`` of ``Dg`` (spectral norm) on balls around a point: a number
+        valid everywhere, or ``(center, radius) -> M`` valid on ``B(center, radius)``.  With it
+        :func:`csm.center_stable_manifold` *proves* its contraction constant instead of
+        estimating it (docs/theory.md, "The contraction constant").
 
     Examples
     --------
@@ -96,6 +104,7 @@ class Map:
         symmetric: bool = False,
         vectorized: bool = True,
         name: str | None = None,
+        derivative_lipschitz: Any = None,
     ) -> None:
         if not callable(func):
             raise InputError(f"`func` must be callable, got {type(func).__name__}")
@@ -109,6 +118,10 @@ class Map:
         self._dim = None if dim is None else int(dim)
         self.symmetric = bool(symmetric)
         self.name = name or getattr(func, "__name__", "map")
+        if derivative_lipschitz is not None and not callable(derivative_lipschitz):
+            derivative_lipschitz = positive_float(derivative_lipschitz, "derivative_lipschitz",
+                                                  allow_zero=True)
+        self.derivative_lipschitz = derivative_lipschitz
 
     # -- basic evaluation -------------------------------------------------------------
     @property
@@ -221,6 +234,10 @@ class GradientDescentMap(Map):
         center-stable construction at large ``d`` without forming a Hessian.
     dim : int, optional
         Dimension; taken from ``problem.dim`` when available.
+    hessian_lipschitz : float or callable, optional
+        A Lipschitz constant of the Hessian (``(center, radius) -> M`` or a number); taken from
+        ``problem.hessian_lipschitz`` when the problem declares one.  The map's
+        ``derivative_lipschitz`` is ``step`` times it.
 
     Notes
     -----
@@ -239,6 +256,7 @@ class GradientDescentMap(Map):
         hvp: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
         dim: int | None = None,
         name: str | None = None,
+        hessian_lipschitz: Any = None,
     ) -> None:
         self.step = positive_float(step, "step")
         if hasattr(problem_or_grad, "gradient") and callable(problem_or_grad.gradient):
@@ -248,6 +266,8 @@ class GradientDescentMap(Map):
                 hessian = problem.hessian
             if hvp is None and callable(getattr(problem, "hvp", None)):
                 hvp = problem.hvp
+            if hessian_lipschitz is None:
+                hessian_lipschitz = getattr(problem, "hessian_lipschitz", None)
             dim = dim if dim is not None else getattr(problem, "dim", None)
             name = name or f"GD[{getattr(problem, 'name', 'problem')}]"
         elif callable(problem_or_grad):
@@ -280,7 +300,14 @@ class GradientDescentMap(Map):
             def jvp(X: np.ndarray, V: np.ndarray) -> np.ndarray:
                 return V - gamma * np.asarray(hvp(X, V), dtype=float)
 
-        super().__init__(func, jac, dim, jvp=jvp, symmetric=True, name=name or "gradient_descent")
+        dlip: Any = None
+        if callable(hessian_lipschitz):
+            def dlip(center: np.ndarray, radius: float) -> float:
+                return gamma * float(hessian_lipschitz(center, radius))
+        elif hessian_lipschitz is not None:
+            dlip = gamma * positive_float(hessian_lipschitz, "hessian_lipschitz", allow_zero=True)
+        super().__init__(func, jac, dim, jvp=jvp, symmetric=True, name=name or "gradient_descent",
+                         derivative_lipschitz=dlip)
 
     def __repr__(self) -> str:
         return f"GradientDescentMap(name={self.name!r}, step={self.step}, dim={self.dim})"
@@ -293,6 +320,23 @@ def as_map(obj: Any, name: str = "map") -> Map:
     if callable(obj):
         return Map(obj)
     raise InputError(f"`{name}` must be a csm.Map or a batched callable, got {type(obj).__name__}")
+
+
+def check_fixed_point(g: Map, x: np.ndarray, fixed_point_tol: float = 1e-8) -> float:
+    """The one fixed-point test: ``|g(x) - x| <= fixed_point_tol * max(1, |x|)``.
+
+    Returns the residual ``|g(x) - x|``; raises :class:`~csm.NotFixedPointError` (with both
+    numbers) when it is too large, and :class:`~csm.InputError` for a bad ``fixed_point_tol``.
+    """
+    tol = positive_float(fixed_point_tol, "fixed_point_tol")
+    res = float(np.linalg.norm(np.asarray(g(x), dtype=float) - x))
+    bound = tol * max(1.0, float(np.linalg.norm(x)))
+    if not res <= bound:
+        raise NotFixedPointError(
+            f"`fixed_point` is not a fixed point of the map: |g(x*) - x*| = {res:.3e} > "
+            f"fixed_point_tol * max(1, |x*|) = {bound:.3e}; pass a more accurate point or a larger "
+            "`fixed_point_tol`")
+    return res
 
 
 def local_curvature(problem: Any, point: Any, step: float = 1e-2) -> np.ndarray | None:

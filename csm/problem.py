@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from ._results import to_jsonable
 from .errors import InputError, ParameterError
 
 __all__ = [
@@ -43,34 +44,6 @@ KINDS = (
     "saddle",  # a saddle that is not strict (no negative curvature direction)
     "local_maximum",
 )
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Convert numpy scalars/arrays, dataclasses, paths and tuples to JSON-safe values."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        if hasattr(obj, "to_dict"):
-            return obj.to_dict()
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        if np.isnan(v):
-            return "nan"
-        if np.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return v
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 @dataclass(frozen=True)

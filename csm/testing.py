@@ -328,7 +328,7 @@ def conjugated_graph_map(
         Jz[:, :k, :k] = Lcs
         Jz[:, k:, k:] = Lu
         Jz[:, k:, :k] = dphi(P @ Lcs.T) @ Lcs - np.einsum("ij,bjk->bik", Lu, dphi(P))
-        return np.einsum("ij,bjk,kl->bil", Q, Jz, Qi)
+        return Q @ Jz @ Qi
 
     mp = Map(g, jac, dim=d, name=f"conjugated_graph_map[{nonlinearity}]")
     return GraphTestCase(map=mp, fixed_point=x0, Q=Q, dim_cs=k, dim_u=m, phi=phi)

@@ -157,3 +157,92 @@ def test_gradient_descent_map_strict_saddle():
     m = csm.center_stable_manifold(g, np.zeros(2))
     assert m.dim_u == 1 and m.eigenvalues_u[0].real == pytest.approx(1.2)
     assert m.verify(n=16).passed
+
+
+# -- issue 9.2: the contraction constant must bound the true one ---------------------------
+
+
+class AnisotropicQuartic:
+    """``L(x) = x^T diag(-1, 0, 1, ..., 1) x / 2 + (a.x)^4 / 4``, ``a`` in two coordinates.
+
+    The nonlinearity lives in one direction, so random sampling of ``|Dr|`` misses it.  Exact:
+    ``Dr(x) = -step * 3 (a.x)^2 a a^T`` for the GD map, so ``|Dr(eps a/|a|)| = 3 step eps^2 |a|^4``
+    is a lower bound of ``l`` at radius ``eps``; ``|H(x) - H(y)| <= 6 |a|^4 (|c| + R) |x - y|``
+    on ``B(c, R)``.
+    """
+
+    def __init__(self, d, coords=(1, 2), scale=1.0):
+        self.dim = d
+        self.h = np.ones(d)
+        self.h[0], self.h[1] = -1.0, 0.0
+        self.a = np.zeros(d)
+        self.a[list(coords)] = scale
+
+    def gradient(self, X):
+        X = np.atleast_2d(X)
+        return X * self.h + (X @ self.a)[:, None] ** 3 * self.a
+
+    def hessian(self, X):
+        X = np.atleast_2d(X)
+        return np.diag(self.h)[None] + 3 * (X @ self.a)[:, None, None] ** 2 * np.outer(self.a, self.a)[None]
+
+    def hvp(self, X, V):
+        return V * self.h + 3 * ((X @ self.a) ** 2 * (V @ self.a))[:, None] * self.a
+
+    def lower_kappa(self, m, step):
+        a4 = float(self.a @ self.a) ** 2
+        ell = 3 * step * m.radius**2 * a4
+        mu = (1 + m.lambda_min) / 2
+        return ell * (1 / (mu - 1) + 1 / (m.lambda_min - mu))
+
+
+@pytest.mark.parametrize("d,matrix_free", [(40, False), (800, True)])
+def test_contraction_bounds_a_nonlinearity_living_in_two_coordinates(d, matrix_free):
+    pb = AnisotropicQuartic(d)
+    step = 0.5
+    g = csm.GradientDescentMap(pb.gradient, step, pb.hessian, hvp=pb.hvp, dim=d)
+    m = csm.center_stable_manifold(g, np.zeros(d), matrix_free=matrix_free)
+    assert (m.dim_cs, m.dim_u) == (d - 1, 1)
+    assert not m.kappa_certified and m.lipschitz_search["method"] == "adversarial"
+    lower = pb.lower_kappa(m, step)
+    assert m.contraction >= lower, (m.contraction, lower)
+    assert m.contraction < 1
+    # the probe of verify() finds nothing above the constant used
+    v = m.verify(n=16)
+    assert v.checks["lipschitz_probe"], (v.lipschitz_probe, v.lipschitz_used)
+
+
+def test_proved_kappa_from_a_hessian_lipschitz_constant():
+    pb = AnisotropicQuartic(40)
+    step = 0.5
+    a4 = float(pb.a @ pb.a) ** 2
+    hl = lambda c, R: 6 * a4 * (np.linalg.norm(c) + R)  # noqa: E731
+    g = csm.GradientDescentMap(pb.gradient, step, pb.hessian, dim=40, hessian_lipschitz=hl)
+    m = csm.center_stable_manifold(g, np.zeros(40))
+    assert m.kappa_certified and m.lipschitz_search["method"] == "proved"
+    assert pb.lower_kappa(m, step) <= m.contraction <= 0.5
+    est = csm.center_stable_manifold(g, np.zeros(40), radius=m.radius, derivative_lipschitz=None)
+    # a map-level constant is used unless overridden: same value; an estimate never exceeds it
+    assert est.kappa_certified
+    g2 = csm.GradientDescentMap(pb.gradient, step, pb.hessian, dim=40)
+    est2 = csm.center_stable_manifold(g2, np.zeros(40), radius=m.radius)
+    assert not est2.kappa_certified
+    assert est2.lipschitz_search["raw"] <= m.lipschitz_remainder * (1 + 1e-12)
+    X = m.sample(30, 2)
+    # exact graph: E_u is e_0 and the quartic does not couple to it, so phi = 0
+    assert np.max(np.abs(X[:, 0])) < 1e-12
+
+
+def test_failures_are_split_into_bad_input_and_non_convergence():
+    g = planar()
+    with pytest.raises(csm.NoContractionError) as e:
+        csm.center_stable_manifold(g, np.zeros(2), radius=5.0)
+    assert isinstance(e.value, csm.InputError) and isinstance(e.value, csm.ContractionError)
+    m = csm.center_stable_manifold(g, np.zeros(2), max_iter=1)
+    with pytest.raises(csm.ConvergenceError) as e:
+        m.graph(np.array([[0.5 * m.radius]]))
+    assert e.value.nit == 1 and e.value.residual > 0
+    sol = m.solve(np.array([[0.5 * m.radius]]), throw=False)
+    assert not sol.success and sol.nit == 1 and "max_iter" in sol.message
+    d = m.to_dict()
+    assert d["success"] is True and "kappa" in d["message"]
