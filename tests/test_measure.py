@@ -129,6 +129,142 @@ def test_jacobian_plateau_without_exact_zeros_fails_then_resolves():
     assert fine.passed, fine.reason
 
 
+# Finite-difference Jacobians are judged against their own error model ------------------
+
+
+def quadratic_gd(eigs, gamma, *, rotated=True, analytic=False, seed=1):
+    """GD map Psi(x) = x - gamma H x of the quadratic x^T H x / 2, H = Q diag(eigs) Q^T."""
+    d = len(eigs)
+    Q = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, d)))[0] if rotated else np.eye(d)
+    H = Q @ np.diag(eigs) @ Q.T
+    hess = (lambda X: np.broadcast_to(H, (len(X), d, d)).copy()) if analytic else None
+    return csm.GradientDescentMap(lambda X: X @ H.T, gamma, hessian=hess, dim=d)
+
+
+SINGULAR_GD = {  # one Hessian eigenvalue exactly 1/gamma: D Psi is singular *everywhere*
+    "rotated-d3-g0.1": ([1 / 0.1, 0.4 / 0.1, -0.3 / 0.1], 0.1, True),
+    "rotated-d2-g0.3": ([1 / 0.3, 0.5 / 0.3], 0.3, True),
+    "rotated-d4-g0.25": ([1 / 0.25, 0.3 / 0.25, 1.7 / 0.25, -1 / 0.25], 0.25, True),
+    "diagonal-d3-g0.1": ([1 / 0.1, 0.4 / 0.1, -0.3 / 0.1], 0.1, False),
+}
+
+
+@pytest.mark.parametrize("case", list(SINGULAR_GD))
+@pytest.mark.parametrize("deltas", [None, 10.0 ** -np.arange(13)], ids=["default-grid", "1e0..1e-12"])
+def test_jacobian_singular_everywhere_gd_never_passes(case, deltas):
+    # With central differences sigma_min(D Psi) is rounding noise (~1e-12..1e-11), which a tail
+    # fit over a grid placed in that noise used to read as a regular decay ("passed").  Judged
+    # against the finite-difference error model the noise is unresolved: never a pass.
+    eigs, gamma, rotated = SINGULAR_GD[case]
+    d, n = len(eigs), 20_000
+    an = check_jacobian_nondegenerate(quadratic_gd(eigs, gamma, rotated=rotated, analytic=True),
+                                      gauss(d), n, rng=0, deltas=deltas)
+    fd = check_jacobian_nondegenerate(quadratic_gd(eigs, gamma, rotated=rotated), gauss(d), n,
+                                      rng=0, deltas=deltas)
+    assert not an.passed, an.reason
+    assert not fd.passed, fd.reason
+    assert an.status == "failed" and an.jacobian == "analytic"
+    assert an.zero_count == n and "positive measure" in an.reason
+    assert an.unresolved_count == 0 and an.resolvable_delta == 0.0  # analytic: no FD model
+    assert fd.jacobian == "finite differences"
+    assert fd.status in ("inconclusive", "failed"), fd.status
+    # every sample's sigma_min lies below what the differences resolve
+    assert fd.unresolved_count == n
+    assert np.all(fd.sigma_min <= fd.fd_error)
+    assert fd.sigma_min_quantiles["q99"] < 1e-10 < 1e-9 < fd.resolvable_delta < 1e-7
+    if deltas is None and rotated:  # the default grid sits in the noise: nothing is resolvable
+        assert fd.status == "inconclusive" and fd.reason.startswith("inconclusive")
+        assert "finite differences" in fd.reason
+    if fd.status == "failed":  # a resolved plateau: P(sigma_min <= delta) = 1 above the resolution
+        assert np.all(fd.profile.deltas >= fd.resolvable_delta)
+        assert np.all(fd.profile.fractions == 1.0) and "plateau" in fd.reason
+
+
+@pytest.mark.parametrize("name", ["quadratic 0.5/gamma", "quartic GD", "cube"])
+def test_jacobian_fd_positive_controls_still_pass(name):
+    # The instrument can still see a pass with central differences: a non-degenerate quadratic
+    # (eigenvalue 1/gamma replaced by 0.5/gamma), and two nonlinear maps singular on null sets.
+    n = 20_000
+    if name == "quadratic 0.5/gamma":
+        fd = quadratic_gd([0.5 / 0.1, 0.4 / 0.1, -0.3 / 0.1], 0.1)
+        an = quadratic_gd([0.5 / 0.1, 0.4 / 0.1, -0.3 / 0.1], 0.1, analytic=True)
+        d, slope = 3, None  # sigma_min = 0.5 everywhere: no sample below the grid
+    elif name == "quartic GD":  # Psi(x) = x - 0.5 x^3 / 3: D Psi = diag(1 - x_i^2 / 2), slope 1
+        fd = csm.GradientDescentMap(lambda X: X**3 / 3, 0.5, dim=3)
+        an = csm.GradientDescentMap(lambda X: X**3 / 3, 0.5, hessian=quartic_hessian, dim=3)
+        d, slope = 3, 1.0
+    else:  # (x1^3, x2): slope 1/2
+        fd = csm.Map(lambda X: np.stack([X[:, 0] ** 3, X[:, 1]], 1), dim=2)
+        an = diag_map(lambda x: x**3, lambda x: 3 * x**2)
+        d, slope = 2, 0.5
+    rep = check_jacobian_nondegenerate(fd, gauss(d), n, rng=21)
+    ref = check_jacobian_nondegenerate(an, gauss(d), n, rng=21)
+    assert rep.jacobian == "finite differences" and ref.jacobian == "analytic"
+    assert rep.passed and rep.status == "passed", rep.reason
+    assert ref.passed and ref.status == "passed", ref.reason
+    assert rep.unresolved_count <= 2  # ~ n P(sigma_min <= 1e-9): none
+    assert 0 < rep.resolvable_delta < 1e-7
+    assert np.all(rep.profile.deltas >= rep.resolvable_delta)
+    if slope is not None:
+        assert abs(rep.slope - slope) < 3 * rep.slope_se + 0.05, (rep.slope, rep.slope_se)
+        # same counts below the median (at delta = median, sigma_min = 1 up to rounding)
+        np.testing.assert_array_equal(rep.profile.counts[1:], ref.profile.counts[1:])
+
+
+def test_jacobian_fd_error_model_bounds_the_actual_error():
+    # fd_error (the per-sample resolvable scale) must bound |sigma_min(FD) - sigma_min(exact)|
+    # (Weyl) for smooth maps, without being absurdly pessimistic.
+    f = lambda X: np.stack([np.sin(3 * X[:, 0]) + X[:, 1] ** 2, X[:, 0] * X[:, 1] + np.exp(0.5 * X[:, 1])], 1)
+    jf = lambda X: np.stack([np.stack([3 * np.cos(3 * X[:, 0]), 2 * X[:, 1]], 1),
+                             np.stack([X[:, 1], X[:, 0] + 0.5 * np.exp(0.5 * X[:, 1])], 1)], 1)
+    for g, ga in ((csm.Map(f, dim=2), csm.Map(f, jacobian=jf, dim=2)),
+                  (quadratic_gd([10.0, 4.0, -3.0], 0.1), quadratic_gd([10.0, 4.0, -3.0], 0.1, analytic=True))):
+        rep = check_jacobian_nondegenerate(g, gauss(g.dim), 5000, rng=22)
+        ref = check_jacobian_nondegenerate(ga, gauss(g.dim), 5000, rng=22)
+        err = np.abs(rep.sigma_min - ref.sigma_min)
+        # the bound holds even without the safety factor kappa (measured ratio <= ~0.4)
+        assert np.all(err <= rep.fd_error / rep.fd_safety), np.max(err / rep.fd_error)
+        assert np.median(rep.fd_error) < 1e-7
+        assert set(rep.fd_error_quantiles) >= {"q50", "q99"}
+        assert np.all(ref.fd_error == 0)
+
+
+def test_jacobian_fd_small_bad_set_below_resolution_is_inconclusive():
+    # g = (x1 - gamma c(x2) x1, x2) with gamma c = 1 on {x2 < q} (mass 2e-4: ~4 of 20000
+    # samples, too few for the tail window) and 1 - x2 elsewhere (singular on x2 = 0: slope 1).
+    # The resolved profile decays, but the handful of samples on the bad set are below what
+    # central differences resolve: not a pass.  The analytic Jacobian sees exact zeros: fails.
+    gamma, q = 0.1, stats.norm.ppf(2e-4)
+    c = lambda x2: np.where(x2 < q, 1 / gamma, (1 - x2) / gamma)
+    f = lambda X: np.stack([X[:, 0] - gamma * (c(X[:, 1]) * X[:, 0]), X[:, 1]], 1)
+
+    def jac(X):
+        J = np.zeros((len(X), 2, 2))
+        bad = X[:, 1] < q
+        J[:, 0, 0] = np.where(bad, 0.0, X[:, 1])
+        J[:, 0, 1] = np.where(bad, 0.0, X[:, 0])
+        J[:, 1, 1] = 1.0
+        return J
+
+    fd = check_jacobian_nondegenerate(csm.Map(f, dim=2), gauss(2), 20_000, rng=0)
+    an = check_jacobian_nondegenerate(csm.Map(f, jacobian=jac, dim=2), gauss(2), 20_000, rng=0)
+    assert not fd.passed and fd.status == "inconclusive", fd.reason
+    assert fd.reason.startswith("inconclusive: the resolved profile decays")
+    assert fd.slope - 2 * fd.slope_se > 0  # the resolved part alone would have passed
+    assert fd.unresolved_count >= 3 and fd.unresolved_expected < 0.01
+    assert not an.passed and an.status == "failed" and "positive measure" in an.reason
+    assert an.zero_count == fd.unresolved_count
+
+
+def test_jacobian_fd_relu_never_passes():
+    # the half-plane negative control with central differences: exact zeros are below the FD
+    # resolution too, so the verdict may be "failed" (resolved plateau) or "inconclusive"
+    g = csm.Map(lambda X: np.stack([X[:, 0], np.maximum(X[:, 1], 0)], 1), dim=2)
+    rep = check_jacobian_nondegenerate(g, gauss(2), 20_000, rng=3)
+    assert not rep.passed and rep.status in ("failed", "inconclusive")
+    assert binom_close(rep.unresolved_count / 20_000, 0.5, 20_000)
+
+
 def test_jacobian_accepts_problem_as_sampler():
     class P(csm.ProblemBase):
         name, dim = "quartic", 3
