@@ -12,13 +12,17 @@ everywhere:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
 from ._validation import check_finite, positive_int
 
-__all__ = ["NEVER_LEFT", "exit_times", "trajectories"]
+__all__ = [
+    "NEVER_LEFT", "exit_times", "trajectories", "descend", "Descent", "step_sizes",
+    "CONVERGED", "DIVERGED", "UNCONVERGED", "RULE_NONE", "RULE_GRADIENT", "RULE_SUBLEVEL",
+]
 
 #: Exit time of an orbit that stayed for all ``n_steps`` steps.
 NEVER_LEFT = -1
@@ -85,3 +89,138 @@ def trajectories(g: Callable[[np.ndarray], np.ndarray], X: np.ndarray, n_steps: 
             steps.append(k)
             values.append(obs(Y))
     return np.asarray(steps), np.asarray(values)
+
+
+# ---------------------------------------------------------------------------------------
+# gradient descent with per-run stopping
+# ---------------------------------------------------------------------------------------
+#: Status codes of a run.
+CONVERGED, DIVERGED, UNCONVERGED = 0, 1, 2
+
+#: Which rule stopped a converged run (array ``rule`` of :class:`Descent`).
+RULE_NONE, RULE_GRADIENT, RULE_SUBLEVEL = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Descent:
+    """Per-run outcome of :func:`descend` (arrays of length ``B``).
+
+    ``theta`` the limit (or last iterate), ``grad_norm`` ``|G|`` there, ``steps`` the steps
+    taken, ``status`` (:data:`CONVERGED`, :data:`DIVERGED`, :data:`UNCONVERGED`), ``rule`` the
+    convergence rule that fired (:data:`RULE_GRADIENT`, :data:`RULE_SUBLEVEL`, else
+    :data:`RULE_NONE`).
+    """
+
+    theta: np.ndarray
+    grad_norm: np.ndarray
+    steps: np.ndarray
+    status: np.ndarray
+    rule: np.ndarray
+
+
+def step_sizes(step: Any, max_steps: int) -> Callable[[int], float]:
+    """``k -> gamma_k`` from a number or a callable, each value checked when it is used.
+
+    Raises :class:`~csm.InputError` naming ``step`` and ``k`` when a step is not a finite
+    positive number.
+    """
+    from .errors import InputError
+
+    if callable(step):
+        def gamma(k: int) -> float:
+            try:
+                g = float(step(k))
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"`step` schedule failed at k={k}: {exc}") from None
+            if not (g > 0 and np.isfinite(g)):
+                raise InputError(f"`step` schedule gave gamma_{k} = {g!r}; accepted: finite numbers > 0")
+            return g
+        return gamma
+    g0 = float(step)
+    return lambda k: g0
+
+
+def descend(problem: Any, X: np.ndarray, step: Any, *, max_steps: int, tol: float,
+            patience: int = 10, diverge_norm: float = 1e8,
+            sublevel: float | None = None, check_every: int = 10) -> Descent:
+    """Batched gradient descent ``theta <- theta - gamma_k G(theta)`` with per-run stopping.
+
+    A run stops as **converged** when either rule fires (docs/theory.md §8):
+
+    * *gradient*: ``|G| <= tol`` at ``patience`` consecutive iterates and the gradient did not
+      grow across that window (orbits passing a saddle, where ``|G|`` grows geometrically, are
+      not stopped there);
+    * *sublevel* (only with ``sublevel``, the problem's level below which every critical point
+      is a global minimum): ``L(theta_k) < sublevel`` and the loss decreased over the last
+      ``check_every`` steps.  Descent keeps the loss below ``sublevel``, every limit point of a
+      descent orbit is critical, so the orbit can only converge to a global minimum.
+
+    It stops as **diverged** when an iterate or gradient is not finite or
+    ``|theta| > diverge_norm``, and is **unconverged** at ``max_steps``.  Only running rows
+    are evaluated (the batch is compacted as runs finish).
+
+    ``step`` is a number or a schedule ``k -> gamma_k``.
+    """
+    B = X.shape[0]
+    gamma = step_sizes(step, max_steps)
+    theta = np.array(X, dtype=float, copy=True)
+    gnorm = np.full(B, np.nan)
+    steps = np.full(B, max_steps, dtype=np.int64)
+    status = np.full(B, UNCONVERGED, dtype=np.int8)
+    rule = np.full(B, RULE_NONE, dtype=np.int8)
+    idx = np.arange(B)
+    Xa = theta.copy()
+    streak = np.zeros(B, dtype=np.int64)
+    window = np.zeros((B, patience))  # last `patience` gradient norms (ring buffer)
+    last_loss = np.full(B, np.inf)
+    with np.errstate(all="ignore"):
+        for k in range(max_steps + 1):
+            # 1. divergence of the iterate itself (before asking for a gradient there)
+            xn = np.sqrt(np.einsum("ij,ij->i", Xa, Xa))
+            bad = ~np.isfinite(xn) | (xn > diverge_norm)
+            if bad.any():
+                theta[idx[bad]] = Xa[bad]
+                steps[idx[bad]] = k
+                status[idx[bad]] = DIVERGED
+                keep = ~bad
+                Xa, idx, streak, window, last_loss = (Xa[keep], idx[keep], streak[keep],
+                                                      window[keep], last_loss[keep])
+                if idx.size == 0:
+                    break
+            G = np.asarray(problem.gradient(Xa), dtype=float)
+            if G.shape != Xa.shape:
+                from .errors import ShapeError
+
+                raise ShapeError(f"`problem.gradient` must return shape {Xa.shape} for a batch of "
+                                 f"shape {Xa.shape}, got {G.shape}")
+            gn = np.sqrt(np.einsum("ij,ij->i", G, G))
+            bad = ~np.isfinite(gn)
+            streak = np.where(gn <= tol, streak + 1, 0)
+            pos = k % patience
+            window[:, pos] = gn
+            oldest = window[:, (pos + 1) % patience]  # |G| at step k - patience + 1
+            conv = (streak >= patience) & (gn <= oldest) & ~bad
+            sub = np.zeros_like(conv)
+            if sublevel is not None and k % check_every == 0:
+                L = np.asarray(problem.loss(Xa), dtype=float).reshape(-1)
+                sub = (L < sublevel) & (L <= last_loss) & ~bad & ~conv & (k > 0)
+                last_loss = L
+            done = bad | conv | sub
+            if k == max_steps:
+                done = np.ones_like(done)
+            if done.any():
+                rows = idx[done]
+                theta[rows] = Xa[done]
+                gnorm[rows] = gn[done]
+                steps[rows] = k
+                status[rows] = np.where(bad[done], DIVERGED,
+                                        np.where(conv[done] | sub[done], CONVERGED, UNCONVERGED))
+                rule[rows] = np.where(conv[done], RULE_GRADIENT,
+                                      np.where(sub[done], RULE_SUBLEVEL, RULE_NONE))
+                keep = ~done
+                Xa, G, idx = Xa[keep], G[keep], idx[keep]
+                streak, window, last_loss = streak[keep], window[keep], last_loss[keep]
+                if idx.size == 0:
+                    break
+            Xa = Xa - gamma(k) * G
+    return Descent(theta=theta, grad_norm=gnorm, steps=steps, status=status, rule=rule)

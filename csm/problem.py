@@ -34,6 +34,8 @@ __all__ = [
     "ExperimentResult",
     "Claim",
     "to_jsonable",
+    "resolve_point",
+    "gd_map",
 ]
 
 #: The vocabulary for kinds of critical points (and ``"not_critical"`` for classify).
@@ -185,6 +187,34 @@ class ProblemBase:
     def critical_points(self) -> list[CriticalPoint]:
         return []
 
+    #: Infimum of the loss, when known (e.g. 0 for squared losses that can be fitted exactly):
+    #: a certified minimum at this level is global (:mod:`csm.identify`).
+    min_loss: float | None = None
+    #: A level below which every critical point is a global minimum (e.g. the lowest saddle
+    #: layer): gradient descent below it can only converge to a global minimum
+    #: (:func:`csm.orbits.descend`).  None when unknown.
+    global_sublevel: float | None = None
+    #: Stopping tolerance and step budget that suit this problem's classifier (stable sets
+    #: use them when the caller gives none).
+    default_tol: float | None = None
+    default_max_steps: int | None = None
+
+    def hvp(self, theta: Any, v: Any) -> np.ndarray:
+        """Rowwise Hessian-vector products ``H(theta_b) v_b``.
+
+        Default: the dense Hessian when the problem defines ``_hessian``, else central
+        differences of the gradient along ``v`` (step ``sqrt(eps) max(1, |theta|)``,
+        error O(h^2) + O(eps/h)).
+        """
+        X, V, single = self._pair(theta, v)
+        if hasattr(self, "_hessian"):
+            out = np.einsum("bij,bj->bi", np.asarray(self._hessian(X), dtype=float), V)
+        else:
+            h = np.sqrt(np.finfo(float).eps) * np.maximum(1.0, np.linalg.norm(X, axis=1))[:, None]
+            G = np.asarray(self._gradient(np.concatenate([X + h * V, X - h * V])), dtype=float)
+            out = (G[: len(X)] - G[len(X):]) / (2.0 * h)
+        return out[0] if single else out
+
     def local_map(self, point: CriticalPoint | np.ndarray, step: float):
         """The gradient-descent map; problems with a modified map near ``point`` override."""
         from .maps import GradientDescentMap
@@ -193,6 +223,43 @@ class ProblemBase:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} dim={self.dim}>"
+
+
+def resolve_point(problem: Any, point: Any, d: int | None = None) -> tuple[Any, np.ndarray, str]:
+    """The one answer to "CriticalPoint, label or array?": ``(point_or_theta, theta, name)``.
+
+    ``point`` is a :class:`CriticalPoint`, the label of one of ``problem.critical_points()``
+    or coordinates ``(d,)``.  Raises :class:`~csm.InputError` (unknown label, listing the
+    known ones) or :class:`~csm.ShapeError` / :class:`~csm.NonFiniteError` (bad coordinates).
+    """
+    from ._validation import as_point
+
+    d = int(problem.dim) if d is None else d
+    if isinstance(point, CriticalPoint):
+        return point, as_point(point.theta, d, "point.theta"), point.label
+    if isinstance(point, str):
+        getter = getattr(problem, "critical_points", None)
+        cps = list(getter()) if callable(getter) else []
+        for c in cps:
+            if c.label == point:
+                return c, as_point(c.theta, d, "point.theta"), c.label
+        raise InputError(
+            f"`point` {point!r} is not the label of a known critical point of "
+            f"{getattr(problem, 'name', 'the problem')}; known: {[c.label for c in cps]}"
+        )
+    theta = as_point(point, d, "point")
+    return theta, theta, np.array2string(theta, precision=4, separator=", ")
+
+
+def gd_map(problem: Any, point: Any, step: Any, *, local: bool = True) -> Any:
+    """The gradient-descent map to iterate near ``point``: ``problem.local_map(point, step)``
+    when the problem has one (and ``local``), else :class:`~csm.GradientDescentMap`."""
+    from .maps import GradientDescentMap
+
+    lm = getattr(problem, "local_map", None)
+    if local and callable(lm):
+        return lm(point, step)
+    return GradientDescentMap(problem, step)
 
 
 @dataclass(frozen=True)

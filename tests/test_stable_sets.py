@@ -241,8 +241,22 @@ def test_unidentified_without_known_critical_points():
         def critical_points(self):
             return []
 
-    est = estimate_stable_set(Anonymous(), 0.1, toy.box_sampler, n=50, chunk_size=50)
+    # without certification nothing names the limits ...
+    est = estimate_stable_set(Anonymous(), 0.1, toy.box_sampler, n=50, chunk_size=50,
+                              certify=False)
     assert est.counts == {"unidentified": 50}
+    assert est.undecided_count == 50 and not est.success
+    assert est.saddle_ci_undecided[1] == 1.0 and "undecided 50/50" in est.message
+    # ... with it (the default) their own Hessian does: the minima (+-1, 0), L = 0
+    est = estimate_stable_set(Anonymous(), 0.1, toy.box_sampler, n=50, chunk_size=50)
+    assert est.counts == {"local_minimum L=0": 50} and est.via_counts == {"spectrum": 50}
+    assert est.undecided_count == 0 and est.success
+
+    class Declared(Anonymous):
+        min_loss = 0.0
+
+    est = estimate_stable_set(Declared(), 0.1, toy.box_sampler, n=50, chunk_size=50)
+    assert est.counts == {"global_minimum L=0": 50}
 
 
 def test_classify_is_used_when_present():

@@ -26,8 +26,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import CheckpointMismatchError, InputError
-from .problem import to_jsonable
+from ..errors import CheckpointMismatchError, InputError
+from .._results import to_jsonable
 
 __all__ = ["ChunkStore", "problem_fingerprint", "callable_fingerprint", "array_digest"]
 

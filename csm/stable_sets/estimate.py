@@ -1,0 +1,401 @@
+"""Monte Carlo estimation of stable sets (Corollary 2.3, Proposition 2.5, Theorem 4.7).
+
+The theory (docs/theory.md §1.6, §8) says that for an absolutely continuous initial law and
+almost every step size, gradient descent ``theta <- theta - step * G(theta)`` converges to a
+point with an unstable direction with probability **zero**.  :func:`estimate_stable_set`
+measures this: it runs many batched gradient-descent orbits (:func:`csm.orbits.descend`),
+names each limit (:func:`csm.identify.identify_limits`) and reports per-class counts with
+exact binomial confidence intervals.
+
+Work is split into chunks seeded by ``numpy.random.SeedSequence(seed).spawn(n_chunks)``;
+chunks run on any :class:`concurrent.futures.Executor` (Dask's ``Client.get_executor()``
+included) and are checkpointed atomically (:mod:`csm.stable_sets.checkpoint`), so results do
+not depend on the number of workers and survive a killed run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import difflib
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .._validation import positive_float, positive_int
+from ..errors import InputError, NonFiniteError, ShapeError
+from ..identify import SADDLE_KINDS, UNDECIDED_KINDS, identify_limits, listed_points, nearest
+from ..orbits import CONVERGED, RULE_GRADIENT, RULE_SUBLEVEL, UNCONVERGED, descend
+from ..problem import KINDS
+from .result import (ARRAY_KEYS, DIVERGED_LABEL, UNCONVERGED_LABEL, StableSetEstimate,
+                     summarise)
+
+__all__ = ["estimate_stable_set", "run_chunk", "ChunkSpec", "DEFAULT_TOL", "DEFAULT_MAX_STEPS"]
+
+#: Defaults when neither the caller nor the problem (``default_tol``, ``default_max_steps``) says.
+DEFAULT_TOL, DEFAULT_MAX_STEPS = 1e-6, 10_000
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """Everything a chunk worker needs (module level: picklable for process pools and Dask)."""
+
+    problem: Any
+    step: Any
+    sampler: Any
+    max_steps: int
+    tol: float
+    patience: int
+    diverge_norm: float
+    match_tol: float
+    slow_radius: float
+    certify: bool
+    sublevel: float | None
+    listed: tuple
+
+
+def _sublevel_label(problem: Any) -> str:
+    f = getattr(problem, "critical_values", None)
+    vals = f() if callable(f) else None
+    if isinstance(vals, dict):
+        for k, v in vals.items():
+            if float(v) == float(getattr(problem, "min_loss", 0.0)):
+                return str(k)
+    return "zero loss" if float(getattr(problem, "min_loss", 0.0)) == 0.0 else "global minimum"
+
+
+def run_chunk(spec: ChunkSpec, seedseq: np.random.SeedSequence, size: int) -> dict[str, np.ndarray]:
+    """Sample ``size`` initialisations, run gradient descent, identify the limits (one chunk)."""
+    problem = spec.problem
+    d = int(problem.dim)
+    rng = np.random.default_rng(seedseq)
+    who = "problem.sample" if spec.sampler is None else "sampler"
+    X0 = problem.sample(rng, size) if spec.sampler is None else spec.sampler(rng, size)
+    X0 = np.asarray(X0)
+    if X0.shape != (size, d):
+        raise ShapeError(f"`{who}(rng, {size})` must return shape ({size}, {d}), got {X0.shape}")
+    if not np.isrealobj(X0):
+        raise InputError(f"`{who}(rng, {size})` returned complex values; accepted: real arrays")
+    X0 = X0.astype(float)
+    if not np.all(np.isfinite(X0)):
+        raise NonFiniteError(f"`{who}(rng, {size})` returned NaN or infinity")
+    run = descend(problem, X0, spec.step, max_steps=spec.max_steps, tol=spec.tol,
+                  patience=spec.patience, diverge_norm=spec.diverge_norm, sublevel=spec.sublevel)
+    theta, status = run.theta, run.status
+    loss = np.full(size, np.nan)
+    fin = np.isfinite(theta).all(axis=1)
+    if fin.any():
+        with np.errstate(all="ignore"):
+            loss[fin] = np.asarray(problem.loss(theta[fin]), dtype=float).reshape(-1)
+
+    label = np.array([DIVERGED_LABEL] * size, dtype=object)
+    kind = np.array([DIVERGED_LABEL] * size, dtype=object)
+    via = np.array([""] * size, dtype=object)
+    cert = np.array([""] * size, dtype=object)
+    least = np.full(size, np.nan)
+    disagree = np.zeros(size, dtype=bool)
+    layer = np.full(size, -1, dtype=np.int64)
+    slow_label = np.array([""] * size, dtype=object)
+    slow_dist = np.full(size, np.nan)
+    label[status == UNCONVERGED] = UNCONVERGED_LABEL
+    kind[status == UNCONVERGED] = UNCONVERGED_LABEL
+
+    # converged by the sublevel rule: a global minimum by the descent argument
+    sub = np.nonzero((status == CONVERGED) & (run.rule == RULE_SUBLEVEL))[0]
+    if sub.size:
+        label[sub], kind[sub], via[sub] = _sublevel_label(problem), "global_minimum", "sublevel"
+    grad = np.nonzero((status == CONVERGED) & (run.rule == RULE_GRADIENT))[0]
+    if grad.size:
+        ident = identify_limits(problem, theta[grad], grad_norm=run.grad_norm[grad],
+                                match_tol=spec.match_tol, certify=spec.certify,
+                                listed=spec.listed)
+        label[grad], kind[grad], via[grad] = ident.label, ident.kind, ident.via
+        cert[grad], least[grad], disagree[grad] = ident.certified_kind, ident.least_eigenvalue, ident.disagree
+        layer[grad] = ident.layer
+    # runs still going at the budget: near a listed saddle? ("slow escape")
+    unc = np.nonzero(status == UNCONVERGED)[0]
+    cp_theta, cp_label, cp_kind, _ = spec.listed
+    if unc.size:
+        saddle = np.array([k in SADDLE_KINDS for k in cp_kind], dtype=bool)
+        if saddle.any():
+            sidx = np.nonzero(saddle)[0]
+            j, dist = nearest(theta[unc], cp_theta[sidx])
+            near = dist <= spec.slow_radius
+            slow_label[unc[near]] = [cp_label[sidx[jj]] for jj in j[near]]
+            slow_dist[unc[near]] = dist[near]
+    return {
+        "theta0": X0, "theta": theta, "loss": loss, "grad_norm": run.grad_norm, "steps": run.steps,
+        "status": status, "rule": run.rule, "label": label.astype(str), "kind": kind.astype(str),
+        "via": via.astype(str), "certified_kind": cert.astype(str), "least_eigenvalue": least,
+        "disagree": disagree, "layer": layer, "slow_label": slow_label.astype(str),
+        "slow_distance": slow_dist,
+    }
+
+
+def _chunk_sizes(n: int, chunk_size: int) -> list[int]:
+    full, rest = divmod(n, chunk_size)
+    return [chunk_size] * full + ([rest] if rest else [])
+
+
+def _targets(target: Any, labels: Sequence[str]) -> tuple[str, ...]:
+    """Validate ``target`` against the kinds and the listed labels (with a "did you mean")."""
+    if target is None:
+        return SADDLE_KINDS
+    items = (target,) if isinstance(target, str) else target
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise InputError(f"`target` must be a kind, a label or a sequence of them, got {target!r}") from None
+    known = tuple(KINDS) + UNDECIDED_KINDS + tuple(labels)
+    for t in items:
+        if not isinstance(t, str) or t not in known:
+            close = difflib.get_close_matches(str(t), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise InputError(f"`target` entry {t!r} is neither a kind {tuple(KINDS)} nor a listed "
+                             f"critical-point label{hint}")
+    return items
+
+
+def estimate_stable_set(
+    problem: Any,
+    step: float,
+    sampler: Callable[[np.random.Generator, int], np.ndarray] | None = None,
+    n: int = 10_000,
+    *,
+    max_steps: int | None = None,
+    tol: float | None = None,
+    patience: int = 10,
+    diverge_norm: float = 1e8,
+    match_tol: float = 1e-2,
+    slow_radius: float = 0.1,
+    target: Sequence[str] | str | None = None,
+    confidence: float = 0.95,
+    bins: int = 50,
+    executor: cf.Executor | None = None,
+    checkpoint: str | Path | None = None,
+    seed: int = 0,
+    chunk_size: int = 500,
+    progress: bool = False,
+    certify: bool = True,
+) -> StableSetEstimate:
+    """Estimate where gradient descent from random initialisations converges.
+
+    Runs ``n`` orbits of ``theta <- theta - step * G(theta)`` (the map Psi of Proposition
+    2.5, docs/theory.md §1.5) from ``sampler(rng, n)`` (default ``problem.sample``, which must be
+    an absolutely continuous law for Corollary 2.3 to apply), names each limit
+    (:mod:`csm.identify`: ``classify``, listed points, then the limit's own Hessian spectrum)
+    and reports per-class counts with exact binomial intervals (docs/theory.md §8).  Runs that
+    stay undecided are reported as such (``undecided_count``, ``saddle_ci_undecided``).
+
+    Parameters
+    ----------
+    problem : Problem
+        Needs ``dim``, batched ``gradient``, ``loss`` and ``sample`` (unless ``sampler`` is
+        given); ``classify`` and ``critical_points`` are used when present.
+    step : float or callable
+        Step size ``gamma > 0``, or a schedule ``k -> gamma_k`` (picklable for pools).
+    sampler : callable, optional
+        ``sampler(rng, m) -> (m, d)`` initial points.  Must be picklable (a module-level
+        function or a picklable object) to run on a process pool or Dask.
+    n : int
+        Number of runs.
+    max_steps : int, optional
+        Step budget per run (default ``problem.default_max_steps``, else 10,000).
+    tol, patience : float, int
+        ``tol`` defaults to ``problem.default_tol`` (else 1e-6).
+        **Convergence rule.** A run has converged at step ``k`` when
+
+        1. ``||G(theta_j)|| <= tol`` for the ``patience`` consecutive iterates
+           ``j = k - patience + 1, ..., k`` (GD moved by at most ``step * tol`` in each of
+           these steps), and
+        2. the gradient did not grow across that window:
+           ``||G(theta_k)|| <= ||G(theta_{k - patience + 1})||``.
+
+        Its limit is ``theta_k`` and ``steps = k``.  Rule 2 keeps orbits that merely pass
+        close to a saddle (where ``||G||`` grows geometrically, by ``lambda_u`` per step,
+        MATH.md §8) from being counted as converged there; at a genuine limit the gradient
+        decays, and round-off fluctuations only delay the decision by a few steps.
+        ``patience = 1`` gives the plain threshold rule.  A problem that declares
+        ``global_sublevel`` (every critical point with a lower loss is a global minimum)
+        also stops runs whose loss went below it while decreasing: they can only converge to
+        a global minimum (:func:`csm.orbits.descend`).
+    diverge_norm : float
+        A run whose iterate or gradient is not finite, or with ``||theta|| > diverge_norm``,
+        is stopped and classed ``"diverged"``.
+    match_tol : float
+        Without ``problem.classify`` (or where it answers ``"not_critical"``), a converged
+        run gets the label of the nearest ``problem.critical_points()`` entry within this
+        Euclidean distance, else ``"unidentified"`` (converged by ``tol``, but not certified
+        critical: lower ``tol`` to match the problem's own criticality threshold).
+    slow_radius : float
+        An unconverged run within this distance of a known saddle (kind in
+        :data:`SADDLE_KINDS`) is reported as a *slow escape*, with its distance.  (Without
+        listed critical points, ``classify`` decides, and the distance is NaN.)
+    target : str or sequence of str, optional
+        Kinds and/or labels whose total count is reported as ``target_*``
+        (default :data:`SADDLE_KINDS`).
+    confidence : float
+        Coverage of the Clopper--Pearson intervals.
+    bins : int
+        Bins of the limit-loss histogram.
+    executor : concurrent.futures.Executor, optional
+        Runs the chunks (e.g. ``ProcessPoolExecutor(8)`` or a Dask
+        ``Client(...).get_executor()``).  ``None`` runs them here, one after the other.
+        Results are identical for every executor and number of workers.
+    checkpoint : path, optional
+        Directory where each finished chunk is stored atomically; rerunning with the same
+        arguments resumes (losing at most the chunks that were in flight).
+    seed : int
+        Chunk ``i`` draws from ``SeedSequence(seed).spawn(n_chunks)[i]``.
+    chunk_size : int
+        Runs per chunk (the unit of parallelism and of checkpointing; does not depend on
+        the number of workers).
+    progress : bool
+        Show a tqdm progress bar on stderr (runs done, rate, ETA).
+    certify : bool
+        Certify every converged limit by its Hessian spectrum (fallback name and
+        cross-check; :func:`csm.identify.certify_limits`).  Off: limits that neither
+        ``classify`` nor a listed point names are ``"unidentified"``.
+
+    Returns
+    -------
+    StableSetEstimate
+
+    Raises
+    ------
+    InputError
+        An argument is invalid (named in the message).
+    CheckpointMismatchError
+        ``checkpoint`` holds chunks of a run with different arguments.
+
+    Notes
+    -----
+    Cost: ``O(n * steps * cost(G))``, vectorised over the runs of a chunk (the set of
+    running orbits is compacted each step).  Classification calls ``problem.classify`` once
+    per converged run.  Convergence is a numerical statement: an orbit parked within
+    ``~tol / |lambda|`` of a strict saddle is counted as converged there (for an absolutely
+    continuous start this happens with probability ~0, which is what the interval bounds).
+
+    Examples
+    --------
+    >>> est = estimate_stable_set(problem, 0.1, n=2000)          # doctest: +SKIP
+    >>> est.saddle_count, est.saddle_ci                          # doctest: +SKIP
+    (0, (0.0, 0.00184...))
+    """
+    from .checkpoint import ChunkStore, array_digest, callable_fingerprint, problem_fingerprint
+
+    t_start = time.perf_counter()
+    if not callable(getattr(problem, "gradient", None)):
+        raise InputError(
+            f"`problem` must have a batched .gradient method, got {type(problem).__name__}")
+    d = getattr(problem, "dim", None)
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+        raise InputError(f"`problem.dim` must be a positive integer, got {d!r}")
+    d = int(d)
+    if not callable(step):
+        step = positive_float(step, "step")
+    n = positive_int(n, "n")
+    if max_steps is None:
+        max_steps = getattr(problem, "default_max_steps", None) or DEFAULT_MAX_STEPS
+    max_steps = positive_int(max_steps, "max_steps", minimum=0)
+    if tol is None:
+        tol = getattr(problem, "default_tol", None) or DEFAULT_TOL
+    tol = positive_float(tol, "tol", allow_zero=True)
+    patience = positive_int(patience, "patience")
+    diverge_norm = positive_float(diverge_norm, "diverge_norm")
+    match_tol = positive_float(match_tol, "match_tol", allow_zero=True)
+    slow_radius = positive_float(slow_radius, "slow_radius", allow_zero=True)
+    bins = positive_int(bins, "bins")
+    chunk_size = positive_int(chunk_size, "chunk_size")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"`seed` must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    try:
+        conf_ok = 0.0 < float(confidence) < 1.0
+    except (TypeError, ValueError):
+        conf_ok = False
+    if not conf_ok:
+        raise InputError(f"`confidence` must be a number in (0, 1), got {confidence!r}")
+    if sampler is None and not callable(getattr(problem, "sample", None)):
+        raise InputError("`sampler` is required: the problem has no .sample(rng, n) method")
+    if sampler is not None and not callable(sampler):
+        raise InputError(f"`sampler` must be callable sampler(rng, n) -> (n, d), got {sampler!r}")
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise InputError(
+            f"`executor` must be a concurrent.futures.Executor (with .submit), got "
+            f"{type(executor).__name__}")
+    listed = listed_points(problem, d)
+    target_t = _targets(target, listed[1])
+    sublevel = getattr(problem, "global_sublevel", None)
+    sublevel = None if sublevel is None else float(sublevel)
+    spec = ChunkSpec(problem, step, sampler, max_steps, tol, patience, diverge_norm, match_tol,
+                     slow_radius, bool(certify), sublevel, listed)
+    sizes = _chunk_sizes(n, chunk_size)
+    seeds = np.random.SeedSequence(seed).spawn(len(sizes))
+
+    store = None
+    results: list[dict[str, np.ndarray] | None] = [None] * len(sizes)
+    if checkpoint is not None:
+        if sampler is None:  # (a bound method would pickle the whole problem: probe only)
+            samp_id = "problem.sample:probe=" + array_digest(
+                problem.sample(np.random.default_rng(0), 4))
+        else:
+            samp_id = callable_fingerprint(sampler, lambda: sampler(np.random.default_rng(0), 4))
+        fingerprint = {
+            "problem": problem_fingerprint(problem), "step": step, "n": n, "seed": seed,
+            "max_steps": max_steps, "tol": tol, "patience": patience,
+            "diverge_norm": diverge_norm, "match_tol": match_tol, "slow_radius": slow_radius,
+            "chunk_size": chunk_size, "sampler": samp_id,
+            "critical_points": list(listed[1]), "certify": bool(certify), "sublevel": sublevel,
+            "schedule": (callable_fingerprint(step, lambda: [step(k) for k in range(8)])
+                         if callable(step) else None),
+        }
+        store = ChunkStore(checkpoint, fingerprint, len(sizes))
+        for i in store.done():
+            arr = store.load(i)
+            if arr is not None and set(arr) == set(ARRAY_KEYS) and len(arr["steps"]) == sizes[i]:
+                results[i] = arr
+    loaded = sum(r is not None for r in results)
+    todo = [i for i, r in enumerate(results) if r is None]
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=n, initial=sum(sizes[i] for i, r in enumerate(results) if r is not None),
+               unit="run", desc=f"stable set [{getattr(problem, 'name', 'problem')}]",
+               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    try:
+        if executor is None:
+            for i in todo:
+                res = run_chunk(spec, seeds[i], sizes[i])
+                if store is not None:
+                    store.save(i, res)
+                results[i] = res
+                bar.update(sizes[i])
+        else:
+            futures = {executor.submit(run_chunk, spec, seeds[i], sizes[i]): i for i in todo}
+            try:
+                for fut in cf.as_completed(futures):
+                    i = futures[fut]
+                    res = fut.result()
+                    if store is not None:
+                        store.save(i, res)
+                    results[i] = res
+                    bar.update(sizes[i])
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+    finally:
+        bar.close()
+
+    arrays = {k: np.concatenate([r[k] for r in results], axis=0) for k in ARRAY_KEYS}
+    return summarise(arrays, problem=str(getattr(problem, "name", type(problem).__name__)),
+                     dim=d, step=float("nan") if callable(step) else step, n=n, seed=seed,
+                     max_steps=max_steps, tol=tol, patience=patience, chunk_size=chunk_size,
+                     confidence=float(confidence), target=target_t, bins=bins,
+                     chunks=len(sizes), chunks_loaded=loaded, seconds=time.perf_counter() - t_start)
+
+
