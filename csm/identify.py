@@ -3,9 +3,10 @@
 A limit ``theta`` of gradient descent is named, in this order:
 
 1. ``problem.classify(theta)`` when the problem has one and it does not say ``"not_critical"``;
-2. the nearest entry of ``problem.critical_points()`` within ``match_tol``;
-3. the loss layer: the nearest value of ``problem.critical_values()`` within ``loss_tol``
-   (used by transition graphs for plateaus; off for stable sets);
+2. the loss layer: the nearest value of ``problem.critical_values()`` within ``loss_tol``
+   (used by transition graphs for plateaus, which are near but not at critical points; off
+   for stable sets);
+3. the nearest entry of ``problem.critical_points()`` within ``match_tol``;
 4. the **spectral certificate** of the limit itself (:func:`certify_limits`), which needs
    nothing from the plugin but a gradient: the Hessian spectrum at ``theta`` with a tolerance
    model tied to the gradient norm there, and a higher-order probe along the null directions.
@@ -59,6 +60,7 @@ __all__ = [
     "nearest",
     "DENSE_MAX_DIM",
     "loss_level",
+    "critical_values",
     "MAX_NULL",
 ]
 
@@ -334,7 +336,9 @@ class Identification:
     ``label``, ``kind``, ``layer`` (-1 none), ``via`` (``"classify"``, ``"critical_point"``,
     ``"critical_values"``, ``"spectrum"`` or ``"none"``), ``certified_kind`` (the spectral
     certificate, ``""`` where not computed), ``least_eigenvalue`` (NaN where not computed),
-    ``disagree`` (the listed kind and the certificate disagree on "saddle or not").
+    ``disagree`` (the listed kind and the certificate disagree on "saddle or not"),
+    ``cp_index`` (index into ``problem.critical_points()``, -1 none) and ``info_index``
+    (the Morse index a ``classify`` result reports in ``info["index"]``, -1 none).
     """
 
     label: np.ndarray
@@ -344,13 +348,26 @@ class Identification:
     certified_kind: np.ndarray
     least_eigenvalue: np.ndarray
     disagree: np.ndarray
+    cp_index: np.ndarray
+    info_index: np.ndarray
 
 
-def loss_level(value: float, digits: int = 4) -> str:
-    """A loss value as a class name: ``digits`` significant digits, ``"0"`` below 1e-10."""
+def loss_level(value: float, digits: int = 3) -> str:
+    """A loss value as a class name: ``digits`` significant digits, ``"0"`` at or below 1e-8.
+
+    Limits found only by their spectrum are grouped by kind and this level (a converged run's
+    loss differs from the critical value by far less than the rounding, but by more than
+    round-off: ``3.284e-10`` and ``3.289e-10`` are the same saddle of ``x^3/3``).
+    """
     if not np.isfinite(value):
         return str(value)
-    return "0" if abs(value) <= 1e-10 else f"{value:.{digits}g}"
+    return "0" if abs(value) <= 1e-8 else f"{value:.{digits}g}"
+
+
+def critical_values(problem: Any) -> np.ndarray:
+    """``problem.critical_values()`` as a float array (mapping values in order; empty if none)."""
+    cv = _critical_values(problem)
+    return np.zeros(0) if cv is None else cv[0]
 
 
 def _critical_values(problem: Any) -> tuple[np.ndarray, list[str]] | None:
@@ -386,6 +403,8 @@ def identify_limits(problem: Any, X: Any, *, grad_norm: Any = None, match_tol: f
     kind = np.array(["unidentified"] * B, dtype=object)
     layer = np.full(B, -1, dtype=np.int64)
     via = np.array(["none"] * B, dtype=object)
+    cp_index = np.full(B, -1, dtype=np.int64)
+    info_index = np.full(B, -1, dtype=np.int64)
     todo = np.ones(B, dtype=bool)
     classify = getattr(problem, "classify", None)
     if use_classify and callable(classify):
@@ -398,15 +417,12 @@ def identify_limits(problem: Any, X: Any, *, grad_norm: Any = None, match_tol: f
             if k != "not_critical":
                 label[i], kind[i], via[i] = str(c.label), k, "classify"
                 layer[i] = -1 if c.layer is None else int(c.layer)
+                idx = (c.info or {}).get("index")
+                info_index[i] = -1 if idx is None else int(idx)
                 todo[i] = False
     cp_theta, cp_label, cp_kind, cp_layer = listed if listed is not None else listed_points(problem, d)
-    rest = np.nonzero(todo)[0]
-    if rest.size and cp_theta.shape[0]:
-        j, dist = nearest(X[rest], cp_theta)
-        hit = dist <= match_tol
-        for i, jj in zip(rest[hit], j[hit]):
-            label[i], kind[i], layer[i], via[i] = cp_label[jj], cp_kind[jj], cp_layer[jj], "critical_point"
-            todo[i] = False
+    cp_loss = (np.asarray(problem.loss(cp_theta), dtype=float).reshape(-1) if use_layers and len(cp_theta)
+               else np.zeros(0))
     cv = _critical_values(problem) if use_layers else None
     rest = np.nonzero(todo)[0]
     if cv is not None and rest.size:
@@ -423,11 +439,18 @@ def identify_limits(problem: Any, X: Any, *, grad_norm: Any = None, match_tol: f
                 continue
             jj = int(np.argmin(np.abs(vals - li)))
             if abs(vals[jj] - li) <= tol:
-                kinds = [k for k, t in zip(cp_kind, cp_theta)
-                         if abs(float(problem.loss(t)) - vals[jj]) <= tol]
+                kinds = [k for k, lv in zip(cp_kind, cp_loss) if abs(lv - vals[jj]) <= tol]
                 kind[i] = max(set(kinds), key=kinds.count) if kinds else "unknown"
                 label[i], layer[i], via[i] = names[jj], jj, "critical_values"
                 todo[i] = False
+    rest = np.nonzero(todo)[0]
+    if rest.size and cp_theta.shape[0]:
+        j, dist = nearest(X[rest], cp_theta)
+        hit = dist <= match_tol
+        for i, jj in zip(rest[hit], j[hit]):
+            label[i], kind[i], layer[i], via[i] = cp_label[jj], cp_kind[jj], cp_layer[jj], "critical_point"
+            cp_index[i] = jj
+            todo[i] = False
     cert_kind = np.array([""] * B, dtype=object)
     least = np.full(B, np.nan)
     disagree = np.zeros(B, dtype=bool)
@@ -445,4 +468,5 @@ def identify_limits(problem: Any, X: Any, *, grad_norm: Any = None, match_tol: f
         disagree = decided & (listed_saddle != cert_saddle)
     return Identification(label=label.astype(str), kind=kind.astype(str), layer=layer,
                           via=via.astype(str), certified_kind=cert_kind.astype(str),
-                          least_eigenvalue=least, disagree=disagree)
+                          least_eigenvalue=least, disagree=disagree, cp_index=cp_index,
+                          info_index=info_index)

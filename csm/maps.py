@@ -199,11 +199,17 @@ class Map:
         return out[0] if both_single else out
 
     def iterate(self, x: Any, n_steps: int) -> np.ndarray:
-        """Apply ``g`` ``n_steps`` times (batched); returns the final points."""
-        X = np.array(x, dtype=float, copy=True)
-        for _ in range(int(n_steps)):
-            X = self(X)
-        return X
+        """Apply ``g`` ``n_steps`` times (batched); returns the final points.
+
+        NaN or infinity along the way raises :class:`~csm.NonFiniteError`
+        (:func:`csm.orbits.trajectories`).
+        """
+        from .orbits import trajectories
+
+        X, single = as_batch(x, self._dim, name="x")
+        n_steps = int(n_steps)
+        out = trajectories(self, X, n_steps, every=max(1, n_steps))[:, -1]
+        return out[0] if single else out
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, dim={self._dim})"

@@ -69,26 +69,30 @@ def exit_times(g: Callable[[np.ndarray], np.ndarray], X: np.ndarray, n_steps: in
     return out
 
 
-def trajectories(g: Callable[[np.ndarray], np.ndarray], X: np.ndarray, n_steps: int, *,
-                 every: int = 1, observe: Callable[[np.ndarray], Any] | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Iterate ``g`` from every row of ``X`` and record every ``every``-th iterate.
+def trajectories(g: Callable[..., np.ndarray], X: np.ndarray, n_steps: int, *,
+                 every: int = 1, nonautonomous: bool = False,
+                 allow_nonfinite: bool = False) -> np.ndarray:
+    """Iterate ``g`` from every row of ``X (R, d)`` and record every ``every``-th iterate.
 
-    Returns ``(steps, values)`` with ``values[i] = observe(g^{steps[i]}(X))`` (default: the
-    iterates themselves), ``steps = 0, every, 2 every, ..., n_steps``.  Raises
-    :class:`~csm.NonFiniteError` if an iterate becomes NaN or infinite.
+    Returns ``(R, T, d)`` with ``T = n_steps // every + 1``: record ``t`` is the iterate after
+    ``t * every`` steps.  With ``nonautonomous=True`` the map is called as ``g(Y, k)`` at step
+    ``k`` (step schedules).  A NaN or infinite iterate raises :class:`~csm.NonFiniteError`
+    unless ``allow_nonfinite`` (then the orbit carries NaN/inf from there on).
     """
     n_steps = positive_int(n_steps, "n_steps", minimum=0)
     every = positive_int(every, "every")
-    obs = observe or (lambda Y: Y.copy())
     Y = np.array(X, dtype=float, copy=True)
-    steps, values = [0], [obs(Y)]
-    for k in range(1, n_steps + 1):
-        Y = check_finite(np.asarray(g(Y), dtype=float), "map (while iterating)", Y)
-        if k % every == 0 or k == n_steps:
-            steps.append(k)
-            values.append(obs(Y))
-    return np.asarray(steps), np.asarray(values)
+    T = n_steps // every + 1
+    out = np.empty((Y.shape[0], T, Y.shape[1]))
+    out[:, 0] = Y
+    with np.errstate(all="ignore" if allow_nonfinite else "warn"):
+        for k in range(1, (T - 1) * every + 1):
+            Y = np.asarray(g(Y, k - 1) if nonautonomous else g(Y), dtype=float)
+            if not allow_nonfinite:
+                check_finite(Y, "map (while iterating)")
+            if k % every == 0:
+                out[:, k // every] = Y
+    return out
 
 
 # ---------------------------------------------------------------------------------------

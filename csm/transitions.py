@@ -24,8 +24,11 @@ from typing import Any
 import numpy as np
 
 from ._validation import positive_float, positive_int
+from ._results import to_jsonable
 from .errors import ShapeError
-from .problem import to_jsonable
+from .identify import critical_values as ident_values
+from .identify import identify_limits
+from .orbits import step_sizes, trajectories
 
 __all__ = [
     "record_trajectories",
@@ -51,8 +54,8 @@ def record_trajectories(problem: Any, step: float, theta0: Any, n_steps: int,
     ----------
     problem : Problem
         Needs ``dim`` and a batched ``gradient``.
-    step : float
-        Step size ``gamma`` of ``theta <- theta - gamma G(theta)``.
+    step : float or callable
+        Step size ``gamma`` of ``theta <- theta - gamma G(theta)``, or a schedule ``k -> gamma_k``.
     theta0 : array (d,) or (R, d)
         Initial point(s).
     n_steps : int
@@ -74,19 +77,15 @@ def record_trajectories(problem: Any, step: float, theta0: Any, n_steps: int,
     from ._validation import as_batch
 
     d = int(problem.dim)
-    step = positive_float(step, "step")
-    n_steps = positive_int(n_steps, "n_steps", minimum=0)
-    every = positive_int(every, "every")
+    if not callable(step):
+        step = positive_float(step, "step")
     X, single = as_batch(theta0, d, name="theta0")
-    X = X.copy()
-    T = n_steps // every + 1
-    out = np.empty((X.shape[0], T, d))
-    out[:, 0] = X
-    with np.errstate(all="ignore"):
-        for k in range(1, (T - 1) * every + 1):
-            X = X - step * np.asarray(problem.gradient(X), dtype=float).reshape(X.shape)
-            if k % every == 0:
-                out[:, k // every] = X
+    gamma = step_sizes(step, n_steps)
+
+    def gd(Y: np.ndarray, k: int) -> np.ndarray:
+        return Y - gamma(k) * np.asarray(problem.gradient(Y), dtype=float).reshape(Y.shape)
+
+    out = trajectories(gd, X, n_steps, every=every, nonautonomous=True, allow_nonfinite=True)
     return out[0] if single else out
 
 
@@ -117,75 +116,6 @@ class Plateau:
     identified_by: str
     index_hint: int | None = None
     cp_theta: np.ndarray | None = None
-
-
-def _critical_values(problem: Any) -> tuple[np.ndarray, list[str]] | None:
-    f = getattr(problem, "critical_values", None)
-    if not callable(f):
-        return None
-    vals = f()
-    if isinstance(vals, dict):
-        names = [str(k) for k in vals]
-        arr = np.asarray(list(vals.values()), dtype=float)
-    else:
-        arr = np.asarray(list(vals), dtype=float).reshape(-1)
-        names = ["zero loss" if v == 0 else f"layer {i}" for i, v in enumerate(arr)]
-    if arr.size == 0:
-        return None
-    return arr, names
-
-
-def _identify(problem: Any, P: np.ndarray, L: np.ndarray, *, match_tol: float,
-              loss_tol: float | None) -> list[tuple]:
-    """(node, kind, node_loss, layer, via, index_hint, cp_theta) for each representative."""
-    m = P.shape[0]
-    res: list[tuple | None] = [None] * m
-    classify = getattr(problem, "classify", None)
-    if callable(classify):
-        for i in range(m):
-            c = classify(P[i])
-            if c.kind != "not_critical":
-                info = dict(c.info or {})
-                idx = info.get("index")
-                res[i] = (str(c.label), str(c.kind), float(c.loss),
-                          None if c.layer is None else int(c.layer), "classify",
-                          None if idx is None else int(idx), None)
-    cv = _critical_values(problem)
-    getter = getattr(problem, "critical_points", None)
-    cps = list(getter()) if callable(getter) else []
-    if cv is not None:
-        vals, names = cv
-        if loss_tol is None:
-            u = np.unique(vals)
-            gap = np.min(np.diff(u)) if u.size > 1 else max(1.0, abs(float(u[0])))
-            tol = 0.1 * gap
-        else:
-            tol = loss_tol
-        for i in range(m):
-            if res[i] is not None or not np.isfinite(L[i]):
-                continue
-            j = int(np.argmin(np.abs(vals - L[i])))
-            if abs(vals[j] - L[i]) <= tol:
-                kinds = [c.kind for c in cps if abs(float(c.loss) - vals[j]) <= tol]
-                kind = max(set(kinds), key=kinds.count) if kinds else "unknown"
-                res[i] = (names[j], kind, float(vals[j]), j, "critical_values", None, None)
-    if cps:
-        C = np.stack([np.asarray(c.theta, dtype=float) for c in cps])
-        for i in range(m):
-            if res[i] is not None:
-                continue
-            dist = np.linalg.norm(C - P[i], axis=1)
-            j = int(np.argmin(dist))
-            if dist[j] <= match_tol:
-                c = cps[j]
-                lay = (c.info or {}).get("layer")
-                res[i] = (str(c.label), str(c.kind), float(c.loss),
-                          None if lay is None else int(lay), "critical_point", None, C[j])
-    for i in range(m):
-        if res[i] is None:
-            res[i] = (f"unidentified L={L[i]:.6g}", "unknown", float(L[i]), None, "none",
-                      None, None)
-    return res  # type: ignore[return-value]
 
 
 def detect_plateaus(problem: Any, trajectories: Any, *, grad_tol: float = 1e-3,
@@ -254,14 +184,30 @@ def detect_plateaus(problem: Any, trajectories: Any, *, grad_tol: float = 1e-3,
     P = Y[sr, best]
     with np.errstate(all="ignore"):
         L = np.asarray(problem.loss(P), dtype=float).reshape(-1)
-    ids = _identify(problem, P, L, match_tol=match_tol, loss_tol=loss_tol)
-    return [
-        Plateau(run=int(sr[i]), start=int(sc[i]), end=int(ec[i]), point=P[i],
-                grad_norm=float(gn[sr[i], best[i]]), loss=float(L[i]), node=ids[i][0],
-                kind=ids[i][1], node_loss=ids[i][2], layer=ids[i][3], identified_by=ids[i][4],
-                index_hint=ids[i][5], cp_theta=ids[i][6])
-        for i in range(sr.size)
-    ]
+    ident = identify_limits(problem, P, match_tol=match_tol, use_layers=True, loss_tol=loss_tol,
+                            certify=False)
+    cps = list(problem.critical_points()) if callable(getattr(problem, "critical_points", None)) else []
+    cv = ident_values(problem)
+    out = []
+    for i in range(sr.size):
+        via, j = ident.via[i], int(ident.cp_index[i])
+        if via == "none":
+            node, kind, node_loss = f"unidentified L={L[i]:.6g}", "unknown", float(L[i])
+        elif via == "critical_point":
+            node, kind, node_loss = ident.label[i], ident.kind[i], float(cps[j].loss)
+        elif via == "critical_values":
+            node, kind, node_loss = ident.label[i], ident.kind[i], float(cv[ident.layer[i]])
+        else:  # classify
+            node, kind = ident.label[i], ident.kind[i]
+            node_loss = float(problem.classify(P[i]).loss)
+        out.append(Plateau(
+            run=int(sr[i]), start=int(sc[i]), end=int(ec[i]), point=P[i],
+            grad_norm=float(gn[sr[i], best[i]]), loss=float(L[i]), node=str(node), kind=str(kind),
+            node_loss=node_loss, layer=None if ident.layer[i] < 0 else int(ident.layer[i]),
+            identified_by=str(via),
+            index_hint=None if ident.info_index[i] < 0 else int(ident.info_index[i]),
+            cp_theta=None if j < 0 else np.asarray(cps[j].theta, dtype=float)))
+    return out
 
 
 def _morse_index(problem: Any, theta: np.ndarray, index_tol: float) -> int | None:
