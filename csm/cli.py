@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 
 from .errors import CsmError, InputError, ParameterError
-from .problem import to_jsonable
+from ._results import to_jsonable
 
 __all__ = ["main", "build_parser"]
 
@@ -93,14 +93,51 @@ def _find_point(problem: Any, label: str):
     )
 
 
+def _found_saddle(problem: Any, args: argparse.Namespace):
+    """A strict saddle from :func:`csm.critical.find_critical_points` (most unstable first)."""
+    from .critical import find_critical_points
+
+    search = find_critical_points(problem, args.n_starts, rng=args.seed)
+    saddles = [c for c in search.points if c.kind == "strict_saddle"
+               and c.info.get("certified_kind", "strict_saddle") == "strict_saddle"]
+    saddles.sort(key=lambda c: c.info["least_eigenvalue"])
+    if args.point is not None:
+        saddles = [c for c in search.points if c.label == args.point]
+    if not saddles:
+        raise ParameterError(
+            f"`--find`: no {'point labelled ' + repr(args.point) if args.point else 'certified strict saddle'} "
+            f"among the critical points found from {args.n_starts} starts ({search.message}); "
+            "try more `--n-starts`")
+    return saddles[0]
+
+
+def _cmd_find(args: argparse.Namespace) -> int:
+    from .critical import find_critical_points
+
+    search = find_critical_points(_problem(args), args.n_starts, rng=args.seed, gtol=args.gtol)
+    lines = [search.message, f"{'label':<36} {'kind':<16} {'certified':<16} {'loss':>12} "
+             f"{'least eig':>11} {'hits':>5}"]
+    for c in search.points[: args.show]:
+        lines.append(f"{c.label[:36]:<36} {c.kind:<16} {c.info['certified_kind']:<16} "
+                     f"{c.loss:>12.6g} {c.info['least_eigenvalue']:>11.3g} {c.info['hits']:>5d}")
+    if len(search.points) > args.show:
+        lines.append(f"... {len(search.points) - args.show} more (--show, or --json for all)")
+    _emit(args, search, "\n".join(lines))
+    return 0 if search.success else 1
+
+
 def _cmd_manifold(args: argparse.Namespace) -> int:
     from .manifold import center_stable_manifold
-    from .maps import GradientDescentMap
+    from .problem import gd_map
 
     problem = _problem(args)
-    cp = _find_point(problem, args.point)
-    lm = getattr(problem, "local_map", None)
-    g = lm(cp, args.step) if callable(lm) else GradientDescentMap(problem, args.step)
+    if args.find:
+        cp = _found_saddle(problem, args)
+    elif args.point is None:
+        raise ParameterError("`csm manifold` needs `--point LABEL` (see `csm check`) or `--find`")
+    else:
+        cp = _find_point(problem, args.point)
+    g = gd_map(problem, cp, args.step)
     m = center_stable_manifold(g, cp.theta, radius=args.radius, tol=args.tol)
     ver = m.verify(n=args.n_verify)
     payload = {"point": cp.to_dict(), "manifold": m.to_dict(), "verification": ver.to_dict()}
@@ -198,12 +235,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("manifold", parents=[common],
                         help="center-stable manifold (Theorem 2.2) at a known critical point")
     with_problem(sp)
-    sp.add_argument("--point", required=True, help="critical-point label")
+    sp.add_argument("--point", default=None, help="critical-point label (required without --find)")
+    sp.add_argument("--find", action="store_true",
+                    help="locate the saddle with csm.critical.find_critical_points (the certified "
+                    "strict saddle with the most negative curvature, or the found point "
+                    "labelled --point)")
+    sp.add_argument("--n-starts", type=int, default=200, help="starts of --find (default 200)")
     sp.add_argument("--step", type=float, default=0.05)
     sp.add_argument("--radius", type=float, default=None)
     sp.add_argument("--tol", type=float, default=1e-10)
     sp.add_argument("--n-verify", type=int, default=32)
     sp.set_defaults(func=_cmd_manifold)
+
+    sp = sub.add_parser("find", parents=[common],
+                        help="find critical points of a problem from many starts, certified")
+    with_problem(sp)
+    sp.add_argument("--n-starts", type=int, default=400, help="number of starts (default 400)")
+    sp.add_argument("--gtol", type=float, default=1e-10, help="critical when |G| <= gtol (default 1e-10)")
+    sp.add_argument("--show", type=int, default=20, help="rows shown (default 20)")
+    sp.set_defaults(func=_cmd_find)
 
     sp = sub.add_parser("stable-set", parents=[common],
                         help="Monte Carlo estimate of where gradient descent converges")
@@ -212,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--step", type=float, default=0.05)
     sp.add_argument("--max-steps", type=int, default=None)
     sp.add_argument("--tol", type=float, default=None,
-                    help="convergence: |G| <= tol for `patience` steps (default 1e-6)")
+                    help="convergence: |G| <= tol for `patience` steps (default: the problem's "
+                    "default_tol, else 1e-6)")
     g = sp.add_mutually_exclusive_group()
     g.add_argument("--workers", type=int, default=1, help="local worker processes")
     g.add_argument("--dask", metavar="ADDRESS", help="Dask scheduler address")

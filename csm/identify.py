@@ -28,10 +28,10 @@ has Hessian ``2x = 2 sqrt(g)``; the others are round-off.  Along every null dire
 both signs: **descent** is ``L(theta + t v) - L(theta) < -(|G.v| t + zero_tol t^2 / 2 + noise)``,
 a decrease that neither the remaining gradient nor the unresolved curvature explains.
 
-Outcomes: ``strict_saddle`` (an eigenvalue below ``-zero_tol``; the eigenvalue and eigenvector
-are reported), ``saddle`` (semi-definite, descent found along a null direction),
-``global_minimum`` (no descent, and the loss is within ``loss_tol`` of the problem's declared
-``min_loss``), ``local_minimum`` (no descent, positive definite or flat along the probed null
+Outcomes: ``global_minimum`` (the loss is within ``loss_tol`` of the problem's declared
+infimum ``min_loss``: nothing lies below, whatever a one-sided Hessian of a non-smooth loss
+says), ``strict_saddle`` (an eigenvalue below ``-zero_tol``; the eigenvalue and eigenvector
+are reported), ``saddle`` (semi-definite, descent found along a null direction), ``local_minimum`` (no descent, positive definite or flat along the probed null
 directions), ``local_maximum`` (all eigenvalues below ``-zero_tol``), and ``degenerate`` where
 the probe could not cover the null space (more than ``MAX_NULL`` null directions and no descent
 found along ``MAX_NULL`` random combinations of them).
@@ -311,12 +311,12 @@ def certify_limits(problem: Any, X: Any, *, grad_norm: Any = None, min_loss: flo
         at_min = L <= min_loss + ltol
     for i in range(B):
         w = evals[i]
-        if n_neg[i] > 0:
+        if at_min[i]:  # nothing lies below the infimum, whatever a (one-sided) Hessian says
+            kind[i] = "global_minimum"
+        elif n_neg[i] > 0:
             kind[i] = "local_maximum" if (n_neg[i] == d) else "strict_saddle"
         elif descent[i]:
             kind[i] = "saddle"
-        elif at_min[i]:
-            kind[i] = "global_minimum"
         elif n_null[i] == 0 or covered[i]:
             kind[i] = "local_minimum"
         else:

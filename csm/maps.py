@@ -130,6 +130,11 @@ class Map:
         return self._dim
 
     @property
+    def has_analytic_jvp(self) -> bool:
+        """Whether Jacobian-vector products are exact (a ``jvp`` was given)."""
+        return self._jvp is not None
+
+    @property
     def has_analytic_jacobian(self) -> bool:
         """True when a Jacobian function was supplied (no finite differences)."""
         return self._jac is not None

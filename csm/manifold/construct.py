@@ -152,6 +152,10 @@ def center_stable_manifold(
         )
     if derivative_lipschitz is None:
         derivative_lipschitz = getattr(g, "derivative_lipschitz", None)
+    if derivative_lipschitz is not None and jacobian is None and not g.has_analytic_jacobian and not (
+            matrix_free and g.has_analytic_jvp):
+        # a proof needs Dg(x*) itself: a finite-difference Jacobian leaves Dr(0) ~ 1e-10, not 0
+        derivative_lipschitz = None
 
     split = None
     if matrix_free:
@@ -205,12 +209,16 @@ def center_stable_manifold(
     else:
         eps, kap, est = _search_radius(kappa_of, max_radius, contraction_target, lipschitz_rounds)
     ell = est.value
-    # horizon: the neglected tail of the unstable sum is <= l 2 eps lambda_min^-K / (lambda_min - 1)
+    # horizon: the neglected tail of the unstable sum at n = 0 is <= l 2 eps lambda_min^-K /
+    # (lambda_min - 1); the tails missing at n > 0 feed back into q_0 through r~ with weights
+    # lambda_min^-(n+1), adding at most a factor (1 + K l) (docs/theory.md §1.3, "Truncation"),
+    # which the second term absorbs.
     if ell == 0:
         K = 1
     else:
         tail = ell * 2 * eps / ((lam_min - 1.0) * tol * (1.0 - kap))
         K = max(1, int(math.ceil(math.log(max(tail, 1.0)) / math.log(lam_min))) + 1)
+        K += int(math.ceil(math.log(2.0 * (1.0 + K * ell)) / math.log(lam_min)))
     if K > max_horizon:
         raise InputError(
             f"the horizon K = {K} needed for tol={tol:g} exceeds max_horizon={max_horizon} "
