@@ -1,4 +1,4 @@
-"""Exact binomial confidence intervals (MATH.md §8), shared by every estimator in csm."""
+"""Exact binomial confidence intervals (docs/theory.md §8), shared by every estimator in csm."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 A :class:`Map` evaluates ``g`` on one point ``(d,)`` or a batch ``(B, d)`` and provides its
 Jacobian ``Dg`` and Jacobian-vector products.  :class:`GradientDescentMap` is the map
-``Psi(theta) = theta - step * G(theta)`` of Proposition 2.5 (MATH.md §1.5) for a (generalised)
+``Psi(theta) = theta - step * G(theta)`` of Proposition 2.5 (docs/theory.md §1.5) for a (generalised)
 gradient ``G``.
 
 Finite differences
@@ -228,7 +228,7 @@ def _loop(f: Callable[[np.ndarray], np.ndarray]) -> ArrayFunc:
 
 
 class GradientDescentMap(Map):
-    """The gradient-descent map ``Psi(theta) = theta - step * G(theta)`` (Prop. 2.5, MATH.md §1.5).
+    """The gradient-descent map ``Psi(theta) = theta - step * G(theta)`` (Prop. 2.5, docs/theory.md §1.5).
 
     Parameters
     ----------

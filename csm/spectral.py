@@ -1,4 +1,4 @@
-"""Spectral split of a fixed point's Jacobian (Assumption 2.1, MATH.md §1.1).
+"""Spectral split of a fixed point's Jacobian (Assumption 2.1, docs/theory.md §1.1).
 
 ``A = Dg(x*) = Q Lambda Q^{-1}`` with ``Lambda`` real block diagonal (1x1 blocks for real
 eigenvalues, 2x2 blocks ``[[a, b], [-b, a]]`` for complex pairs ``a +- ib``).  The first
@@ -117,7 +117,7 @@ class SpectralSplit:
 
     @property
     def lambda_min_u(self) -> float:
-        """Smallest modulus of an unstable eigenvalue (``lambda_min`` of MATH.md §1.3)."""
+        """Smallest modulus of an unstable eigenvalue (``lambda_min`` of docs/theory.md §1.3)."""
         return float(np.min(np.abs(self.eigenvalues_u))) if self.dim_u else float("nan")
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Gradient descent from small or unlucky initialisations does not go straight to a minimum: it
 passes close to saddles, lingers there (the gradient is small, the loss curve shows a
 *plateau*), escapes along an unstable direction (at the rate ``log(eps/delta)/log lambda`` of
-MATH.md §8) and moves on to a lower saddle.  MATH.md §4 reports this for the ReLU network
+docs/theory.md §8) and moves on to a lower saddle.  docs/theory.md §4 reports this for the ReLU network
 (runs that pass within 1% of the layer-1 and layer-2 loss values before converging).
 
 :func:`transition_graph` turns recorded trajectories into a :class:`networkx.DiGraph`: one

@@ -422,7 +422,7 @@ def test_progress_bar_goes_to_stderr(capsys):
 
 
 # ---------------------------------------------------------------------------------------
-# escape times (MATH.md §8): steps ~ log(eps/delta) / log(lambda_min)
+# escape times (docs/theory.md §8): steps ~ log(eps/delta) / log(lambda_min)
 # ---------------------------------------------------------------------------------------
 DELTAS = np.logspace(-3, -9, 7)
 

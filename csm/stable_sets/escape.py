@@ -43,7 +43,7 @@ class EscapeTimes(Result):
     lambda_min, lambda_max : float
         Smallest and largest unstable ``|eigenvalue|`` of the map's Jacobian at ``x*``.
     predicted : ndarray (m,)
-        ``log(eps / delta) / log(lambda_min)`` (MATH.md §8): the sojourn time of the
+        ``log(eps / delta) / log(lambda_min)`` (docs/theory.md §8): the sojourn time of the
         linearisation when the push is along the least unstable direction; pushes with a
         component along faster directions leave sooner (down to ``log(eps/delta)/log
         lambda_max``).
@@ -144,10 +144,10 @@ def escape_times(
     """Steps needed to leave ``B_eps(x*)`` from distance ``delta`` off the center-stable manifold.
 
     For each ``delta``: take ``n`` points ``p`` on the local center-stable manifold
-    (``manifold.sample(n, rng)``, Theorem 2.2 / MATH.md §1.3), push each along a random unit
+    (``manifold.sample(n, rng)``, Theorem 2.2 / docs/theory.md §1.3), push each along a random unit
     direction ``u`` of ``E_u`` (``x0 = p + delta u``), iterate the map until
     ``||x_k - x*|| > eps`` and record ``k``.  The linearisation predicts
-    ``k ~= log(eps/delta) / log(lambda)`` (MATH.md §8), ``lambda`` between the smallest and
+    ``k ~= log(eps/delta) / log(lambda)`` (docs/theory.md §8), ``lambda`` between the smallest and
     the largest unstable ``|eigenvalue|``; hence ``k`` grows linearly in ``log(1/delta)``
     with slope ``1/log(lambda_min)`` when ``E_u`` is one-dimensional (or all unstable
     eigenvalues agree), which is what ``slope`` vs ``slope_theory`` checks.

@@ -216,7 +216,7 @@ def estimate_stable_set(
 
         Its limit is ``theta_k`` and ``steps = k``.  Rule 2 keeps orbits that merely pass
         close to a saddle (where ``||G||`` grows geometrically, by ``lambda_u`` per step,
-        MATH.md §8) from being counted as converged there; at a genuine limit the gradient
+        docs/theory.md §8) from being counted as converged there; at a genuine limit the gradient
         decays, and round-off fluctuations only delay the decision by a few steps.
         ``patience = 1`` gives the plain threshold rule.  A problem that declares
         ``global_sublevel`` (every critical point with a lower loss is a global minimum)

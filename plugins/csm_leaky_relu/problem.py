@@ -1,4 +1,4 @@
-"""Shallow leaky ReLU networks via the neuron-doubling reduction (paper §5, MATH.md §5).
+"""Shallow leaky ReLU networks via the neuron-doubling reduction (paper §5, docs/theory.md §5).
 
 ``sigma_a(z) = max(z, a z) = relu(z) - a relu(-z)``, ``0 < a < 1``.  The linear map
 
@@ -27,7 +27,7 @@ __all__ = ["LeakyReluProblem"]
 
 
 class LeakyReluProblem(csm.ProblemBase):
-    """Shallow leaky ReLU networks, integral loss on ``[alpha, beta]`` (paper §5, MATH.md §5).
+    """Shallow leaky ReLU networks, integral loss on ``[alpha, beta]`` (paper §5, docs/theory.md §5).
 
     Parameters
     ----------
@@ -98,7 +98,7 @@ class LeakyReluProblem(csm.ProblemBase):
 
     # ------------------------------------------------------------------ the reduction D
     def reduce(self, theta: Any) -> np.ndarray:
-        """``D theta``: the equivalent ReLU network with ``2N`` neurons (MATH.md §5)."""
+        """``D theta``: the equivalent ReLU network with ``2N`` neurons (docs/theory.md §5)."""
         X, single = self._batch(theta)
         out = self._reduce(X)
         return out[0] if single else out
@@ -190,7 +190,7 @@ class LeakyReluProblem(csm.ProblemBase):
 
     # ------------------------------------------------------------------ critical points
     def _zigzag_start(self, n: int) -> np.ndarray:
-        """The ReLU zigzag of layer ``n`` (MATH.md §3) with the unused neurons flat, w = 0."""
+        """The ReLU zigzag of layer ``n`` (docs/theory.md §3) with the unused neurons flat, w = 0."""
         N, al, be, rho = self.N, self.alpha, self.beta, self.rho
         m = 2 * n + 1
         h = (be - al) / m
@@ -262,7 +262,7 @@ class LeakyReluProblem(csm.ProblemBase):
           (semi-active ``b > 0``, inactive ``b < 0``, or both): the preimages under ``D`` of
           the ReLU layer-0 critical points, strict saddles (Lemma 5.3: the ``(w_j, v_j)``
           block ``[[0, 2 sigma_a'(b_j) int e x], [., .]]``), ``L = rho^2 (beta-alpha)^3/12``;
-        * ``leaky-zigzag-n{n}``: the ReLU zigzag of layer ``n`` (MATH.md §3) carried to the
+        * ``leaky-zigzag-n{n}``: the ReLU zigzag of layer ``n`` (docs/theory.md §3) carried to the
           leak ``a`` by Newton continuation from ``a = 0`` (the ReLU case), unused neurons
           flat with ``w = 0``; its loss is computed, not closed-form.  Members for which the
           continuation loses the zigzag pattern (large ``a``) are omitted; every returned
@@ -331,7 +331,7 @@ class LeakyReluProblem(csm.ProblemBase):
 
     def classify(self, theta: Any, *, gtol: float = 1e-8, ltol: float = 1e-6,
                  rtol: float = 1e-6, atol: float = 1e-9) -> csm.Classification:
-        """Classify a network (paper §5 / [6, Thm 3.5]; MATH.md §5).
+        """Classify a network (paper §5 / [6, Thm 3.5]; docs/theory.md §5).
 
         ``not_critical`` when ``max |G| > gtol``; ``global_minimum`` when
         ``L <= ltol * rho^2 (beta-alpha)^3/12``; otherwise a saddle (the leaky loss has no

@@ -1,4 +1,4 @@
-"""Critical points of the matrix-recovery losses (MATH.md §7).
+"""Critical points of the matrix-recovery losses (docs/theory.md §7).
 
 Full observation ``F(U) = 1/4 |U U^T - M|_F^2`` with ``M = sum_{k<=r} lambda_k v_k v_k^T``,
 ``lambda_1 > ... > lambda_r > 0``.  Its critical points are ``U = V_S Lambda_S^{1/2} R``:
@@ -26,7 +26,7 @@ pair ``a < c < s``                           0 and ``lambda_{k_a} + lambda_{k_c}
 So ``S = {1..r}`` gives the global minima (no negative eigenvalue; ``r(r-1)/2`` zero ones,
 the tangent space of the ``O(r)``-orbit: center directions of gradient descent), and every
 other ``S`` is a strict saddle with least eigenvalue ``-max_{p in T} lambda_p`` in the direction
-``v_p e_c^T`` (``c`` a zero column), as stated in MATH.md §7.  ``U = 0`` (``S`` empty) has
+``v_p e_c^T`` (``c`` a zero column), as stated in docs/theory.md §7.  ``U = 0`` (``S`` empty) has
 eigenvalues ``-lambda_k`` (``r`` times each) and 0 (``(n - r) r`` times).
 
 Sensing losses.  ℓ2: ``U = 0`` is critical (the gradient ``S U`` vanishes) and ``+-U*`` are
@@ -76,7 +76,7 @@ LOCATE_GTOL = 1e-10
 #: For ``r`` up to this, every subset ``S`` of eigenpairs gets a listed critical point.
 MAX_R_ALL_SUBSETS = 8
 
-REFERENCE = "MATH.md §7; paper §3.2"
+REFERENCE = "docs/theory.md §7; paper §3.2"
 
 
 def subsets(r: int) -> list[tuple[int, ...]]:

@@ -1,4 +1,4 @@
-"""The matrix-recovery losses as batched kernels (MATH.md §7, paper §3.2).
+"""The matrix-recovery losses as batched kernels (docs/theory.md §7, paper §3.2).
 
 Parameters ``theta = vec(U)``, ``U in R^{n x r}``, flattened **row-major** (C order):
 ``theta[i * r + a] = U[i, a]``; a batch ``X (B, n*r)`` is viewed as ``U (B, n, r)``.
@@ -12,7 +12,7 @@ stacked as ``(m, n, n)``), ``s_k = <A_k, U U^T>``, ``y_k = <A_k, M>``, residual
   ``H[(i,a),(j,b)] = E_ij d_ab + U_ib U_ja + d_ij (U^T U)_ab``.
 * :class:`SensingL2` -- ``F(U) = (1/(4m)) sum_k res_k^2``; with ``S = (1/m) sum_k res_k A_k``:
   ``grad F = S U``, ``hess F[D] = S D + (2/m) sum_k <A_k U, D> A_k U``.
-  Since ``E[<A, X> A] = X`` and ``E[<A, X>^2] = |X|_F^2`` for symmetric ``X`` (MATH.md §7
+  Since ``E[<A, X> A] = X`` and ``E[<A, X>^2] = |X|_F^2`` for symmetric ``X`` (docs/theory.md §7
   sensing law), the expectation of this loss is :class:`FullObservation` (tested by Monte Carlo).
 * :class:`SensingL1` -- ``F(U) = (1/m) sum_k |res_k|``, non-smooth on the null set where some
   ``res_k = 0``.  a.e. gradient ``(2/m) sum_k sign(res_k) A_k U`` with ``sign(0) = 0``; a.e.
@@ -53,7 +53,7 @@ class _Base:
 
 
 class FullObservation(_Base):
-    """``1/4 |U U^T - M|_F^2`` (MATH.md §7)."""
+    """``1/4 |U U^T - M|_F^2`` (docs/theory.md §7)."""
 
     smooth = True
 
@@ -106,7 +106,7 @@ class _Sensing(_Base):
 
 
 class SensingL2(_Sensing):
-    """``(1/(4m)) sum_k (<A_k, U U^T> - y_k)^2`` (MATH.md §7)."""
+    """``(1/(4m)) sum_k (<A_k, U U^T> - y_k)^2`` (docs/theory.md §7)."""
 
     smooth = True
 

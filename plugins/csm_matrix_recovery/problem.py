@@ -1,4 +1,4 @@
-"""Low-rank matrix recovery in the Burer--Monteiro factorisation (paper §3.2, MATH.md §7).
+"""Low-rank matrix recovery in the Burer--Monteiro factorisation (paper §3.2, docs/theory.md §7).
 
 Recover the rank-``r`` PSD matrix ``M* = U* U*^T`` (``n x n``) by minimising over
 ``U in R^{n x r}`` (parameter ``theta = vec(U)``, **row-major**: ``theta[i*r + a] = U[i, a]``)
@@ -14,7 +14,7 @@ columns ``v_1..v_r``); eigenvalues ``lambda_k = r - k + 1`` (``r, r-1, ..., 1``:
 gaps 1, smallest 1 -- deterministic so that every seed has the same well-separated spectrum);
 ``U* = V diag(sqrt(lambda))``, ``M* = U* U*^T = sum_k lambda_k v_k v_k^T``.  Then the sensing
 matrices: ``A_k = (G_k + G_k^T)/2`` with ``G_k ~ N(0,1)^{n x n}``, i.e. symmetric with
-``N(0, 1)`` diagonal and ``N(0, 1/2)`` off-diagonal entries (MATH.md §7), so that
+``N(0, 1)`` diagonal and ``N(0, 1/2)`` off-diagonal entries (docs/theory.md §7), so that
 ``E <A, X>^2 = |X|_F^2`` for symmetric ``X`` and the ℓ2 loss has expectation the full loss.
 """
 
@@ -35,7 +35,7 @@ __all__ = ["MatrixRecovery"]
 
 
 class MatrixRecovery(csm.ProblemBase):
-    """Low-rank matrix recovery ``U U^T ~ M*`` (paper §3.2, MATH.md §7).
+    """Low-rank matrix recovery ``U U^T ~ M*`` (paper §3.2, docs/theory.md §7).
 
     Parameters
     ----------

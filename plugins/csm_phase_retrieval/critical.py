@@ -1,4 +1,4 @@
-"""Critical points of the phase-retrieval losses (MATH.md §6).
+"""Critical points of the phase-retrieval losses (docs/theory.md §6).
 
 Population ℓ2 loss, ``grad F(x) = (3|x|^2 - |z|^2) x - 2<x,z> z`` (``z = x*``).  Setting it
 to zero: either ``x`` is parallel to ``z`` (``x = t z`` with ``t in {0, 1, -1}``) or
@@ -58,7 +58,7 @@ __all__ = [
 #: A numerically located point is kept when its gradient norm is at most this.
 LOCATE_GTOL = 1e-10
 
-REFERENCE = "MATH.md §6; paper §3.1"
+REFERENCE = "docs/theory.md §6; paper §3.1"
 
 
 def complement_basis(z: np.ndarray) -> np.ndarray:

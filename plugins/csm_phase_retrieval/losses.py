@@ -1,4 +1,4 @@
-"""The three phase-retrieval losses as batched kernels (MATH.md §6, paper §3.1).
+"""The three phase-retrieval losses as batched kernels (docs/theory.md §6, paper §3.1).
 
 Each kernel works on a batch ``X`` of shape ``(B, n)`` and returns the loss ``(B,)``, the
 gradient ``(B, n)``, the Hessian ``(B, n, n)`` and rowwise Hessian-vector products ``(B, n)``.
@@ -104,7 +104,7 @@ class EmpiricalL1:
 
 
 class PopulationL2:
-    """Population ℓ2 loss ``E_a[(1/4)(<a,x>^2 - <a,z>^2)^2]`` in closed form (MATH.md §6)."""
+    """Population ℓ2 loss ``E_a[(1/4)(<a,x>^2 - <a,z>^2)^2]`` in closed form (docs/theory.md §6)."""
 
     smooth = True
 

@@ -1,4 +1,4 @@
-"""The phase-retrieval problem (paper §3.1, MATH.md §6).
+"""The phase-retrieval problem (paper §3.1, docs/theory.md §6).
 
 Recover ``x* in R^n`` from ``y_i = <a_i, x*>^2``, ``i = 1..m``, by minimising over ``x``
 
@@ -32,7 +32,7 @@ __all__ = ["PhaseRetrieval"]
 
 
 class PhaseRetrieval(csm.ProblemBase):
-    """Phase retrieval with Gaussian measurements (paper §3.1, MATH.md §6).
+    """Phase retrieval with Gaussian measurements (paper §3.1, docs/theory.md §6).
 
     Parameters
     ----------

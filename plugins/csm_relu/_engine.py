@@ -16,6 +16,16 @@ The algorithm (cost ``O(N log N)`` per network)
 2. Sorting the ``tau_j`` splits ``[alpha, beta]`` into ``N + 1`` pieces
    ``[u_k, u_{k+1}]``; on piece ``k`` the network is affine with slope/intercept given by a
    prefix sum over right-facing and a suffix sum over left-facing neurons.
+
+   *Cancellation-free formulation.*  The coefficients ``(v_j w_j, v_j b_j)`` of neuron ``j``
+   enter only the sums of the pieces inside its active set ``A_j``: the right-facing prefix
+   sum and the left-facing suffix sum are accumulated separately (never
+   ``total - prefix``), and a *dead* neuron (``A_j`` empty: ``w_j > 0`` with ``t_j >= beta``,
+   ``w_j < 0`` with ``t_j <= alpha``, ``w_j = 0`` with ``b_j <= 0``) gets weight exactly 0.
+   So the slope and intercept of a piece are ``c + sum_{j active on the piece}`` of terms
+   that are really present in ``N_theta`` there: however large ``v_j`` of a neuron inactive
+   on ``[alpha, beta]`` (or on the piece), it never appears in a sum and cannot cancel, and
+   ``L`` and ``G`` equal those of the network without that neuron.
 3. On each piece the residual ``e = N_theta - f`` is a polynomial: its integrals against
    ``1, x`` and of ``e^2`` are computed exactly -- in closed form (midpoint form, no
    cancellation of powers) for affine targets, by Gauss--Legendre with ``deg f + 1`` nodes
@@ -55,11 +65,13 @@ class _Layout:
 
     Gathers use flat indices into raveled ``(B, N)`` arrays (much faster than
     ``take_along_axis``): ``gidx`` sorts the neurons by breakpoint, ``ridx`` / ``ridx1`` pick
-    position ``rank_j`` / ``rank_j + 1`` of a ``(B, N + 1)`` array.
+    position ``rank_j`` / ``rank_j + 1`` of a ``(B, N + 1)`` array.  ``rlive_s`` /
+    ``llive_s`` (sorted order) mark the right- / left-facing neurons with a non-empty active
+    set ``A_j``; dead neurons are in neither.
     """
 
     __slots__ = ("W", "Bb", "V", "c", "wnz", "t", "tau", "right", "order", "rank", "u", "B",
-                 "N", "gidx", "ridx", "ridx1", "right_s")
+                 "N", "gidx", "ridx", "ridx1", "rlive_s", "llive_s", "_iidx")
 
     def __init__(self, X: np.ndarray, N: int, alpha: float, beta: float) -> None:
         B = X.shape[0]
@@ -88,16 +100,39 @@ class _Layout:
         self.rank = rank
         self.ridx = rank + rows * (N + 1)
         self.ridx1 = self.ridx + 1
-        self.right_s = self.right.ravel()[gidx].reshape(B, N)
+        right_s = self.right.ravel()[gidx].reshape(B, N)
+        # A_j non-empty: [tau_j, beta] with tau_j < beta, or [alpha, tau_j] with tau_j > alpha
+        u_s = tau.ravel()[gidx].reshape(B, N)
+        self.rlive_s = right_s & (u_s < beta)
+        self.llive_s = ~right_s & (u_s > alpha)
+        self._iidx = None
         u = np.empty((B, N + 2))
         u[:, 0] = alpha
-        u[:, 1:N + 1] = tau.ravel()[gidx].reshape(B, N)
+        u[:, 1:N + 1] = u_s
         u[:, N + 1] = beta
         self.u = u
 
     def sort(self, a: np.ndarray) -> np.ndarray:
         """``a (B, N)`` in breakpoint order."""
         return a.ravel()[self.gidx].reshape(self.B, self.N)
+
+    def int_index(self, right: np.ndarray) -> np.ndarray:
+        """Flat indices into a ``(2, B, N + 1)`` buffer ``[prefix sums, reversed suffix sums]``
+        of piece moments that pick ``int_{A_j}``: the suffix from piece ``rank_j + 1``
+        (``right``) or the prefix up to piece ``rank_j`` (cached for ``right is self.right``).
+        """
+        if right is self.right and self._iidx is not None:
+            return self._iidx
+        B, N = self.B, self.N
+        # right: reversed suffix at s = N - (rank + 1), in the second half of the buffer:
+        # ridx + (B (N + 1) + N - 1 - 2 rank); left: ridx (in place, one temporary)
+        idx = self.rank * -2
+        idx += B * (N + 1) + N - 1
+        idx *= right
+        idx += self.ridx
+        if right is self.right:
+            self._iidx = idx
+        return idx
 
 
 class Engine:
@@ -136,22 +171,38 @@ class Engine:
                      const: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Slopes and intercepts ``(B, N+1)`` of ``const + sum_j 1_{A_j}(x)(slope_j x + icpt_j)``.
 
-        Piece ``k`` collects the right-facing neurons of rank ``< k`` and the left-facing ones
-        of rank ``>= k``: ``total_left + cumsum(+-a)`` (one prefix sum per coefficient).
+        Piece ``k`` collects the live right-facing neurons of rank ``< k`` (a prefix sum) and
+        the live left-facing ones of rank ``>= k`` (a suffix sum), each accumulated on its own
+        and only then added to ``const``.  A neuron's coefficients therefore enter exactly the
+        pieces inside ``A_j``; dead neurons (``A_j`` empty) enter none.  No term is ever added
+        and later subtracted, so a huge coefficient of a neuron that is inactive on a piece
+        cannot cancel into that piece (see the module docstring).
         """
         B, N = lay.B, lay.N
-        rs = lay.right_s
+        rl, ll = lay.rlive_s, lay.llive_s
         out = []
         for a, c0 in ((slope, None), (icpt, const)):
             a_s = lay.sort(a)
-            left = np.where(rs, 0.0, a_s)
-            tot_left = left.sum(axis=1)
-            if c0 is not None:
-                tot_left = tot_left + c0
             acc = np.empty((B, N + 1))
             acc[:, 0] = 0.0
-            np.cumsum(a_s - 2.0 * left, axis=1, out=acc[:, 1:])
-            acc += tot_left[:, None]
+            # masking by a boolean product (in place, few temporaries) is several times faster
+            # than np.where, and exact (0 * a = +-0) unless some a is +-inf (an overflowed
+            # v_j w_j or v_j b_j): then a row total is not finite and np.where is used instead
+            with np.errstate(invalid="ignore"):
+                la = a_s * ll
+                np.multiply(a_s, rl, out=a_s)
+            # right-facing: acc[:, k] = sum over the live ones of rank < k
+            np.cumsum(a_s, axis=1, out=acc[:, 1:])
+            # left-facing: la[:, k] = sum over the live ones of rank >= k (reversed, in place)
+            np.cumsum(la[:, ::-1], axis=1, out=la[:, ::-1])
+            if not (np.isfinite(acc[:, N]).all() and np.isfinite(la[:, 0]).all()):
+                a_s = lay.sort(a)
+                np.cumsum(np.where(rl, a_s, 0.0), axis=1, out=acc[:, 1:])
+                la = np.where(ll, a_s, 0.0)
+                np.cumsum(la[:, ::-1], axis=1, out=la[:, ::-1])
+            acc[:, :N] += la
+            if c0 is not None:
+                acc += c0[:, None]
             out.append(acc)
         return out[0], out[1]
 
@@ -165,12 +216,15 @@ class Engine:
         M = np.empty(S.shape + (2,))
         if self.affine:
             sig = S - self.a1
-            em = A - self.a0 + sig * m  # e at the midpoint
-            M[:, :, 0] = h * em
-            M[:, :, 1] = h * (em * m + sig * (h * h / 12.0))
+            em = A - self.a0
+            em += sig * m  # e at the midpoint
+            h12 = h * h
+            h12 /= 12.0
+            np.multiply(h, em, out=M[:, :, 0])
+            M[:, :, 1] = h * (em * m + sig * h12)
             loss = None
             if need_loss:
-                loss = np.einsum("bk,bk->b", h, em * em + sig * sig * (h * h / 12.0))
+                loss = np.einsum("bk,bk->b", h, em * em + sig * sig * h12)
             return loss, M
         half = 0.5 * h
         x = m[:, :, None] + half[:, :, None] * self.xi  # (B, N+1, n)
@@ -200,17 +254,21 @@ class Engine:
         """``int_{[tau_j, beta]}`` (``right``) or ``int_{[alpha, tau_j]}`` of the piece moments.
 
         ``M (B, N+1, P)``; returns ``(B, N, P)``.  Direct prefix and suffix sums (no
-        ``total - prefix`` cancellation), gathered at the neuron's rank.
+        ``total - prefix`` cancellation): only pieces inside the neuron's interval are summed.
+        Both sums of a moment are written into one buffer and read with a single gather.
         """
         B, N = lay.B, lay.N
         P = M.shape[2]
-        out = np.empty((B, N, P))
+        idx = lay.int_index(right)
+        out = np.empty((P, B, N))
+        buf = np.empty((2, B, N + 1))
+        flat = buf.reshape(-1)
         for q in range(P):
             m = M[:, :, q]
-            pre = np.cumsum(m, axis=1).ravel()          # pre[r] = sum_{k <= r}
-            suf = np.cumsum(m[:, ::-1], axis=1)[:, ::-1].ravel()  # suf[r] = sum_{k >= r}
-            out[:, :, q] = np.where(right, suf[lay.ridx1], pre[lay.ridx])
-        return out
+            np.cumsum(m, axis=1, out=buf[0])            # buf[0, b, r] = sum_{k <= r}
+            np.cumsum(m[:, ::-1], axis=1, out=buf[1])   # buf[1, b, s] = sum_{k >= N - s}
+            np.take(flat, idx, out=out[q], mode="clip")  # indices are in range: no buffering
+        return out.transpose(1, 2, 0)
 
     def residual_at(self, lay: _Layout, S: np.ndarray, A: np.ndarray,
                     x: np.ndarray) -> np.ndarray:

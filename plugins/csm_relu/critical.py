@@ -1,4 +1,4 @@
-"""Closed-form critical points of the ReLU loss for an affine target (MATH.md §3, Prop. 4.5).
+"""Closed-form critical points of the ReLU loss for an affine target (docs/theory.md §3, Prop. 4.5).
 
 Target ``f(x) = rho x + s`` with ``rho != 0`` on ``[alpha, beta]``; ``m = 2n + 1``,
 ``h = (beta - alpha) / m``.

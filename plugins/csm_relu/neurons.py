@@ -1,4 +1,4 @@
-"""Neuron types of Definition 4.1 (MATH.md §2), batched and with a documented tolerance.
+"""Neuron types of Definition 4.1 (docs/theory.md §2), batched and with a documented tolerance.
 
 For a network ``theta`` and neuron ``j`` let ``I_j = {x in [alpha, beta] : w_j x + b_j >= 0}``.
 The neuron is

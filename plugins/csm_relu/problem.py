@@ -1,4 +1,4 @@
-"""The shallow ReLU network problem of paper Section 4 (MATH.md §2--§4).
+"""The shallow ReLU network problem of paper Section 4 (docs/theory.md §2--§4).
 
 ``theta = (w_1..w_N, b_1..b_N, v_1..v_N, c) in R^{3N+1}``, realization
 ``N_theta(x) = c + sum_j v_j max(w_j x + b_j, 0)``, loss
@@ -80,7 +80,7 @@ def _as_index_mask(J: Any, N: int, name: str) -> np.ndarray:
 
 
 class ReluProblem(csm.ProblemBase):
-    """Shallow ReLU networks with the integral loss on ``[alpha, beta]`` (paper §4, MATH.md §2).
+    """Shallow ReLU networks with the integral loss on ``[alpha, beta]`` (paper §4, docs/theory.md §2).
 
     Parameters
     ----------
@@ -105,7 +105,7 @@ class ReluProblem(csm.ProblemBase):
     Conventions
     -----------
     * ``gradient`` is the paper's ``G``: ``relu'(z) = 1`` for ``z > 0`` and ``0`` otherwise, i.e.
-      ``A_j = {x : w_j x + b_j > 0}`` in MATH.md §2.  It is the true gradient wherever the loss
+      ``A_j = {x : w_j x + b_j > 0}`` in docs/theory.md §2.  It is the true gradient wherever the loss
       is differentiable (non-degenerate or flat degenerate neurons); at a degenerate neuron
       (``w_j = b_j = 0``) the neuron's three coordinates are 0.
     * ``hessian`` is the true Hessian where it exists (:meth:`hessian_exists`).  Elsewhere it
@@ -218,7 +218,7 @@ class ReluProblem(csm.ProblemBase):
         return nt
 
     def hessian_exists(self, theta: Any, *, rtol: float = 1e-9, atol: float = 1e-12) -> Any:
-        """Whether ``L`` is twice differentiable at ``theta`` (MATH.md §2).
+        """Whether ``L`` is twice differentiable at ``theta`` (docs/theory.md §2).
 
         False when a neuron is degenerate, or a breakpoint sits at ``alpha`` or ``beta``
         (within the tolerance of :meth:`neuron_types`) with ``v_j e(t_j) != 0`` (that is,
@@ -249,7 +249,7 @@ class ReluProblem(csm.ProblemBase):
         return jp.astype(int) - jm.astype(int)
 
     def modified_gradient(self, theta: Any, J_plus: Any = (), J_minus: Any = ()) -> np.ndarray:
-        """The modified gradient ``G_J`` of MATH.md §4 (paper §4, before Lemma 4.2).
+        """The modified gradient ``G_J`` of docs/theory.md §4 (paper §4, before Lemma 4.2).
 
         ``G_J`` equals ``G`` except in the three coordinates ``(w_j, b_j, v_j)`` of each
         ``j in J = J_plus u J_minus``, where ``A_j`` is replaced by the signed interval
@@ -365,7 +365,7 @@ class ReluProblem(csm.ProblemBase):
                 "J_minus": np.nonzero(nt.J_minus)[0].tolist()}
 
     def critical_points(self) -> list[csm.CriticalPoint]:
-        """Closed-form critical points (MATH.md §3), for an affine non-constant target.
+        """Closed-form critical points (docs/theory.md §3), for an affine non-constant target.
 
         Zigzag saddles of every layer ``n = 0..N//2`` (unused neurons inactive, semi-inactive
         of either sign or flat, flat semi-active, or a mix), the dead-neuron local minima of
@@ -405,7 +405,7 @@ class ReluProblem(csm.ProblemBase):
     # ------------------------------------------------------------------ classification
     def classify(self, theta: Any, *, gtol: float = 1e-8, ltol: float = 1e-6,
                  rtol: float = 1e-6, atol: float = 1e-9) -> csm.Classification:
-        """Classify a network by Proposition 4.5 (MATH.md §3).
+        """Classify a network by Proposition 4.5 (docs/theory.md §3).
 
         Parameters
         ----------

@@ -1,4 +1,4 @@
-"""Leaky ReLU via the neuron-doubling reduction D (paper §5, MATH.md §5)."""
+"""Leaky ReLU via the neuron-doubling reduction D (paper §5, docs/theory.md §5)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Matrix recovery: critical points, kinds, classification, center-stable manifolds.
 
 References: numerically computed Hessian spectra (``numpy.linalg.eigvalsh``) against the
-closed form of :func:`csm_matrix_recovery.critical.full_hessian_spectrum` (MATH.md §7), the
+closed form of :func:`csm_matrix_recovery.critical.full_hessian_spectrum` (docs/theory.md §7), the
 explicit unstable direction ``v_k e_j^T``, and for the manifold at ``S = {1}`` the exact
 GD-invariance of the subspace ``{U : v_2^T U = 0}``: there GD sees only ``lambda_1 v_1 v_1^T``,
 so orbits started near the saddle stay near it and lie on the center-stable manifold.

@@ -1,4 +1,4 @@
-"""Matrix recovery (paper §3.2, MATH.md §7): parameters, flattening, derivatives, sensing law.
+"""Matrix recovery (paper §3.2, docs/theory.md §7): parameters, flattening, derivatives, sensing law.
 
 Independent references: a 5-point finite-difference stencil written here (error O(h^4)),
 explicit per-measurement sums over ``A_k``, and Monte Carlo averages over independent

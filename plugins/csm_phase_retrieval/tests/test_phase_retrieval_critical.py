@@ -1,6 +1,6 @@
 """Phase retrieval: critical points, their kinds, classification, center-stable manifolds.
 
-References: the closed-form critical set of the population loss (MATH.md §6), Hessian
+References: the closed-form critical set of the population loss (docs/theory.md §6), Hessian
 eigenvalues computed here with ``numpy.linalg.eigvalsh``, gradient norms, and for the
 manifold the exact invariance of the hyperplane ``x ⟂ x*`` under gradient descent on the
 population loss (``grad F(x) = (3|x|^2 - |z|^2) x`` there), which makes the center-stable

@@ -1,4 +1,4 @@
-"""Phase retrieval (paper §3.1, MATH.md §6): parameters, derivatives, closed forms.
+"""Phase retrieval (paper §3.1, docs/theory.md §6): parameters, derivatives, closed forms.
 
 Independent references: a 5-point finite-difference stencil written here (error O(h^4)),
 explicit per-measurement sums, and Monte Carlo averages over independent measurement draws

@@ -1,4 +1,4 @@
-"""Critical points, layer values and classification (MATH.md §3, Proposition 4.5, Lemma 4.6)."""
+"""Critical points, layer values and classification (docs/theory.md §3, Proposition 4.5, Lemma 4.6)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_strict_saddles_have_negative_curvature_of_modified_hessian(N, iv, tg):
 
 
 def test_zigzag_eigenvalues_of_math_md():
-    """MATH.md §4: on [0, 1], f(x) = x, layer n has 2n negative eigenvalues, least
+    """docs/theory.md §4: on [0, 1], f(x) = x, layer n has 2n negative eigenvalues, least
     -0.0267 (n=1), -0.0085 (n=2), -0.0037 (n=3)."""
     p = ReluProblem(6, (0.0, 1.0), (0.0, 1.0))
     cps = {c.label: c for c in p.critical_points()}
@@ -83,7 +83,7 @@ def test_zigzag_eigenvalues_of_math_md():
         assert round(c.info["least_eigenvalue"], 4) == least
     # an extra negative direction from a semi-inactive neuron with rho v w > 0 ...
     assert cps["zigzag-n1-semi-inactive-plus"].info["n_negative"] == 3
-    # ... with eigenvalue 2 v e(t)(1 + t^2)/|w| (MATH.md §3): v = 1/2, e(1) = -1/2 at layer 0
+    # ... with eigenvalue 2 v e(t)(1 + t^2)/|w| (docs/theory.md §3): v = 1/2, e(1) = -1/2 at layer 0
     assert abs(cps["zigzag-n0-semi-inactive-plus"].info["least_eigenvalue"] + 1.0) <= 1e-13
     # and none from semi-inactive neurons with rho v w < 0
     assert cps["zigzag-n1-semi-inactive-minus"].info["n_negative"] == 2

@@ -7,6 +7,8 @@ and finite differences of the gradient.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from scipy.integrate import quad
@@ -220,3 +222,135 @@ def test_loss_is_exact_for_polynomial_integrand_at_interpolating_network():
     assert cps
     for c in cps:
         assert p.loss(c.theta) <= 1e-28
+
+
+# ---------------------------------------------------------------------- huge inactive weights
+# A neuron inactive on all of [alpha, beta] must not influence L or G, however large its v:
+# the engine's piece sums only ever contain neurons active on the piece (no cancellation).
+
+INACTIVE_CONFIGS = [
+    ((0.0, 1.0), (0.0, 1.0)),                 # the paper's setting (closed-form moments)
+    ((-2.0, 3.0), (0.5, -1.0, 2.0, 0.7)),     # cubic target (Gauss--Legendre moments)
+]
+INACTIVE_IDS = ["affine-0-1", "cubic--2-3"]
+# the last one makes v_j b_j overflow to -inf for the far-away breakpoints (inf * 0 must not
+# turn into nan)
+HUGE_V = [3.3e3, 3.3e6, -3.3e9, 3.3e12, -3.3e15, 1e306]
+
+
+def _inactive_patterns(al: float, be: float) -> list[tuple[float, float]]:
+    """``(w, b)`` of neurons with ``A_j`` empty: both sign patterns, far away and at the ends."""
+    return [(-0.7, -1234.567),            # w < 0, breakpoint far below alpha (the audit's case)
+            (-2.0, 2.0 * al),             # w < 0, breakpoint exactly at alpha
+            (0.7, -0.7 * (be + 1234.5)),  # w > 0, breakpoint far above beta
+            (2.0, -2.0 * be),             # w > 0, breakpoint exactly at beta
+            (0.0, -3.0),                  # w = 0, b < 0
+            (0.0, 0.0)]                   # degenerate
+
+
+def _active_bases(al: float, be: float, rng) -> np.ndarray:
+    """Networks with two neurons, breakpoints inside (alpha, beta), some at alpha + 1e-8."""
+    L = be - al
+    t1, t2 = al + 0.4 * L, al + 1e-8
+    rows = [
+        # breakpoints at 40% and 80% of the interval, both orientations
+        [1.0, -1.3, -t1, 1.3 * (al + 0.8 * L), 0.9, 0.3, 0.05],
+        # N = x + 1e-8 on [alpha, beta] (f = x there): L ~ 1e-16 * L, G_c = 2e-8 * L, not critical
+        [1.0, -1.0, -t2, t2, 1.0, -1.0, t2 + 1e-8],
+        # one neuron with the breakpoint 1e-8 past alpha, one right-facing inside
+        [-1.0, 0.8, t2, -0.8 * t1, 0.7, -1.1, 0.2],
+    ]
+    X = np.array(rows)
+    R = rng.standard_normal((3, 7))
+    return np.concatenate([X, R])
+
+
+def _insert(X2: np.ndarray, w: float, b: float, v: float, at: int) -> np.ndarray:
+    """Insert neuron ``(w, b, v)`` at position ``at`` of 2-neuron networks ``X2 (B, 7)``."""
+    W, Bb, V, c = X2[:, 0:2], X2[:, 2:4], X2[:, 4:6], X2[:, 6:]
+    ins = lambda A, val: np.insert(A, at, val, axis=1)  # noqa: E731
+    return np.concatenate([ins(W, w), ins(Bb, b), ins(V, v), c], axis=1)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize("iv,tg", INACTIVE_CONFIGS, ids=INACTIVE_IDS)
+def test_huge_inactive_neuron_changes_neither_loss_nor_gradient(iv, tg):
+    p3, p2 = ReluProblem(3, iv, tg), ReluProblem(2, iv, tg)
+    base = _active_bases(*iv, np.random.default_rng(41))
+    L2, G2 = p2.loss_and_gradient(base)
+    for w, b in _inactive_patterns(*iv):
+        for at in (0, 1, 2):
+            X0 = _insert(base, w, b, 0.0, at)
+            L0, G0 = p3.loss_and_gradient(X0)
+            other = [k for k in range(10) if k not in (at, 3 + at, 6 + at)]
+            # v = 0: the same network as with the neuron removed
+            np.testing.assert_allclose(L0, L2, rtol=1e-12, atol=0)
+            np.testing.assert_allclose(G0[:, other], G2, rtol=0,
+                                       atol=1e-12 * np.abs(G2).max())
+            # one batch holding every huge v (and the v = 0 rows): no row may change
+            Xh = np.concatenate([_insert(base, w, b, v, at) for v in HUGE_V] + [X0])
+            Lh, Gh = p3.loss_and_gradient(Xh)
+            assert np.array_equal(p3.loss(Xh), Lh)
+            assert np.array_equal(p3.gradient(Xh), Gh)
+            Lh = Lh.reshape(len(HUGE_V) + 1, len(base))
+            Gh = Gh.reshape(len(HUGE_V) + 1, len(base), 10)
+            rel_l = np.abs(Lh - L0) / L0
+            assert rel_l.max() <= 1e-9, (w, b, at, rel_l.max(axis=1))
+            gscale = np.abs(G0[:, other]).max(axis=1)
+            rel_g = np.abs(Gh[:, :, other] - G0[:, other]).max(axis=2) / gscale
+            assert rel_g.max() <= 1e-9, (w, b, at, rel_g.max(axis=1))
+            # the inactive neuron's own coordinates: int over an empty A_j, exactly 0
+            assert np.all(Gh[:, :, [at, 3 + at, 6 + at]] == 0.0)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_huge_inactive_neuron_keeps_the_classification():
+    """The audit's case: a non-critical point (L = 1e-16) must not become a global minimum."""
+    p = ReluProblem(3, (0.0, 1.0), (0.0, 1.0))
+    t2 = 1e-8
+    th0 = np.array([1.0, -0.7, -1.0, -t2, -1234.567, t2, 1.0, 0.0, -1.0, 2 * t2])
+    L0, G0 = p.loss_and_gradient(th0)
+    assert abs(L0 - 1e-16) <= 1e-9 * 1e-16
+    assert p.classify(th0).kind == "not_critical"
+    for v in HUGE_V:
+        th = th0.copy()
+        th[7] = v
+        L, G = p.loss_and_gradient(th)
+        assert abs(L - L0) <= 1e-9 * L0, (v, L, L0)
+        assert np.max(np.abs(G - G0)) <= 1e-9 * np.max(np.abs(G0)), (v, G, G0)
+        assert p.classify(th).kind == "not_critical", v
+
+
+@pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize("iv,tg", INACTIVE_CONFIGS, ids=INACTIVE_IDS)
+def test_huge_inactive_neuron_loss_equals_adaptive_quadrature(iv, tg):
+    p = ReluProblem(3, iv, tg)
+    base = _active_bases(*iv, np.random.default_rng(43))[:4]
+    X = np.concatenate([_insert(base, w, b, v, 1) for w, b in _inactive_patterns(*iv)[:5]
+                        for v in HUGE_V[1::2]])
+    L = p.loss(X)
+    worst = 0.0
+    for i in range(len(X)):
+        th = X[i]
+        W, Bb = th[:3], th[3:6]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = -Bb / W
+        pts = sorted({float(x) for x in t if np.isfinite(x) and iv[0] < x < iv[1]})
+
+        def e(x, th=th):
+            # exact rational arithmetic, then one rounding: float evaluation of N(x) - f(x)
+            # would lose ~1e-8 relative where e ~ 1e-8 (the L = 1e-16 network)
+            xq = Fraction(float(x))
+            acc = Fraction(float(th[9])) - sum(Fraction(float(a)) * xq ** k
+                                               for k, a in enumerate(tg))
+            for j in range(3):
+                z = Fraction(float(th[j])) * xq + Fraction(float(th[3 + j]))
+                if z > 0:
+                    acc += Fraction(float(th[6 + j])) * z
+            return float(acc)
+
+        Lr = quad(lambda x: e(x) ** 2, iv[0], iv[1], points=pts or None, epsabs=0.0,
+                  epsrel=1e-13, limit=500)[0]
+        worst = max(worst, abs(L[i] - Lr) / Lr)
+    assert worst <= 1e-9, worst

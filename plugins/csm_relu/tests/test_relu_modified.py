@@ -1,4 +1,4 @@
-"""The modified gradient G_J, its Jacobian and the local maps Psi_J (MATH.md §4, Lemmas 4.2-4.3)."""
+"""The modified gradient G_J, its Jacobian and the local maps Psi_J (docs/theory.md §4, Lemmas 4.2-4.3)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_jacobian_symmetric_at_semi_inactive_while_gradient_has_kinks():
             fwd = (p.gradient(th + h * e) - p.gradient(th)) / h
             bwd = (p.gradient(th) - p.gradient(th - h * e)) / h
             gap = abs(fwd[p.N + j] - bwd[p.N + j])
-            # the jump is 2 v_j e(t_j) / |w_j| (MATH.md §4)
+            # the jump is 2 v_j e(t_j) / |w_j| (docs/theory.md §4)
             t = p.beta if j in jp else p.alpha
             et = p.realization(th, np.array([t]))[0] - p.target_function(t)
             expected = abs(2 * th[2 * p.N + j] * et / abs(th[j]))
