@@ -24,9 +24,12 @@ is resolved when ``|h| > zero_tol``,
 ``fd = sqrt(eps_mach) S`` when the Hessian comes from finite differences of the gradient.  The
 first term covers degenerate critical points: for ``L = x^3/3`` a point with gradient ``g = x^2``
 has Hessian ``2x = 2 sqrt(g)``; the others are round-off.  Along every null direction ``v``
-(``|h| <= zero_tol``) the loss is probed at ``t = 1e-3, 1e-2, 1e-1`` times ``max(1, |theta|)``,
-both signs: **descent** is ``L(theta + t v) - L(theta) < -(|G.v| t + zero_tol t^2 / 2 + noise)``,
-a decrease that neither the remaining gradient nor the unresolved curvature explains.
+(``|h| <= zero_tol``) the loss is probed at ``t = 1e-4, 1e-3, 1e-2, 3e-2, 1e-1`` times
+``max(1, |theta|)``, both signs: **descent** is ``L(theta + t v) - L(theta) < -(|G.v| t +
+zero_tol t^2 / 2 + noise)`` at some ``t`` -- a decrease that neither the remaining gradient nor
+the unresolved curvature explains -- with the loss strictly below ``L(theta)`` at every smaller
+``t`` too (a higher-order saddle decreases from the start; a flat direction that only a large
+push turns into descent, such as a dead ReLU neuron revived, does not).
 
 Outcomes: ``global_minimum`` (the loss is within ``loss_tol`` of the problem's declared
 infimum ``min_loss``: nothing lies below, whatever a one-sided Hessian of a non-smooth loss
@@ -295,16 +298,23 @@ def certify_limits(problem: Any, X: Any, *, grad_norm: Any = None, min_loss: flo
     if probe_dirs:
         Vd = np.concatenate(probe_dirs)
         own = np.concatenate(owner)
-        ts = np.array([1e-3, 1e-2, 1e-1, -1e-3, -1e-2, -1e-1])
+        ts = np.array([1e-4, 1e-3, 1e-2, 3e-2, 1e-1])
         tscale = np.maximum(1.0, np.linalg.norm(X[own], axis=1))
-        T = ts[None, :] * tscale[:, None]  # (m, 6)
-        P = X[own][:, None, :] + T[:, :, None] * Vd[:, None, :]
-        with np.errstate(all="ignore"):
-            Lp = np.asarray(problem.loss(P.reshape(-1, d)), dtype=float).reshape(T.shape)
         gv = np.abs(np.sum(G[own] * Vd, axis=1))[:, None]
         noise = 64 * _EPS * np.maximum(np.abs(L[own]), 1e-300)[:, None] + 1e-300
-        explained = gv * np.abs(T) + 0.5 * zt[own][:, None] * T**2 + noise
-        dec = np.any((Lp - L[own][:, None]) < -explained, axis=1)
+        dec = np.zeros(len(own), dtype=bool)
+        for sign in (1.0, -1.0):
+            T = sign * ts[None, :] * tscale[:, None]  # (m, 5), increasing |t|
+            P = X[own][:, None, :] + T[:, :, None] * Vd[:, None, :]
+            with np.errstate(all="ignore"):
+                Lp = np.asarray(problem.loss(P.reshape(-1, d)), dtype=float).reshape(T.shape)
+            dL = Lp - L[own][:, None]
+            explained = gv * np.abs(T) + 0.5 * zt[own][:, None] * T**2 + noise
+            # descent: beyond what gradient and unresolved curvature explain at some scale, and
+            # strictly negative at every smaller scale (a flat stretch, as for a dead neuron
+            # that a large push revives, is not descent from the point itself)
+            below = np.logical_and.accumulate(dL < -noise, axis=1)
+            dec |= np.any(below & (dL < -explained), axis=1)
         np.logical_or.at(descent, own, dec)
     at_min = np.zeros(B, dtype=bool)
     if min_loss is not None:

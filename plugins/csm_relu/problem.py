@@ -144,6 +144,17 @@ class ReluProblem(csm.ProblemBase):
         self.s = float(trimmed[0])
         self.rho = float(trimmed[1]) if len(trimmed) > 1 else 0.0
         self._engine = Engine(N, alpha, beta, trimmed)
+        # What csm's identification may rely on (docs/theory.md §3, Prop. 4.5 (iv)): for an
+        # affine target the loss is >= 0 and attains 0, and the critical values are exactly the
+        # layers, so every critical point below the lowest positive layer is a global minimum.
+        self.min_loss = 0.0 if self.affine else None
+        self.global_sublevel = None
+        if self.affine and self.rho != 0.0:
+            vals = self.critical_values()
+            self.global_sublevel = float(vals[vals > 0].min())
+        # classify() calls a point critical when max |G_i| <= 1e-8: stop runs there
+        self.default_tol = 1e-8
+        self.default_max_steps = 20_000
 
     def __repr__(self) -> str:
         return (f"<ReluProblem N={self.N} interval=({self.alpha:g}, {self.beta:g}) "
