@@ -79,6 +79,12 @@ class LeakyReluProblem(csm.ProblemBase):
         self.target = self.relu.target
         self.affine, self.rho, self.s = self.relu.affine, self.relu.rho, self.relu.s
         self.init_scale = self.relu.init_scale
+        # the infimum 0 is attained for affine targets (a leaky network represents them); no
+        # global_sublevel: the critical values listed here come from the zigzag and layer-0
+        # families, which are not known to be all of them
+        self.min_loss = self.relu.min_loss
+        self.default_tol = self.relu.default_tol
+        self.default_max_steps = self.relu.default_max_steps
         N2 = 2 * self.N
         Dm = np.zeros((3 * N2 + 1, self.dim))
         j = np.arange(self.N)
