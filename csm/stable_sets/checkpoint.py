@@ -15,24 +15,32 @@ caller (:func:`csm.estimate_stable_set`).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import io
 import json
 import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import CheckpointMismatchError, InputError
+from .._io import atomic_write
 from .._results import to_jsonable
+from ..errors import CheckpointMismatchError, InputError
 
-__all__ = ["ChunkStore", "problem_fingerprint", "callable_fingerprint", "array_digest"]
+__all__ = ["ChunkStore", "CheckpointLockedError", "problem_fingerprint", "callable_fingerprint",
+           "array_digest"]
 
-FORMAT = "csm-chunk-store/1"
+FORMAT = "csm-chunk-store/2"
 MANIFEST = "manifest.json"
+LOCK = ".lock"
+
+
+class CheckpointLockedError(InputError):
+    """Another process holds the checkpoint directory (one run per directory at a time)."""
 _PROBE_SEED = 20240613
 
 
@@ -117,11 +125,19 @@ class ChunkStore:
     n_chunks : int
         Number of chunks of the whole run (recorded in the manifest).
 
+    The store holds an exclusive lock (``DIR/.lock``, :func:`fcntl.flock`) until
+    :meth:`close` (or process exit), so two runs never share a directory.  The manifest records
+    the SHA-256 of every chunk file when it is written; :meth:`load` returns a chunk only when
+    its bytes still have that digest (a tampered, truncated or foreign chunk is recomputed,
+    with a warning).
+
     Raises
     ------
     CheckpointMismatchError
         The directory's manifest has another fingerprint (every differing key is named with
-        both values), or the directory holds files but no manifest.
+        both values), is malformed, or the directory holds files but no manifest.
+    CheckpointLockedError
+        Another process holds the directory.
     """
 
     def __init__(self, directory: str | os.PathLike, fingerprint: Mapping[str, Any],
@@ -133,28 +149,68 @@ class ChunkStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.fingerprint = json.loads(json.dumps(to_jsonable(dict(fingerprint)), sort_keys=True))
         self.n_chunks = int(n_chunks)
-        self._remove_stale_temporaries()
-        manifest = self.directory / MANIFEST
-        if manifest.exists():
-            self._check_manifest(manifest)
-        else:
-            leftovers = [p.name for p in self.directory.iterdir()]
-            if leftovers:
-                raise CheckpointMismatchError(
-                    f"`checkpoint` directory {str(self.directory)!r} is not empty and has no "
-                    f"{MANIFEST} (found {sorted(leftovers)[:5]}); use an empty or new directory"
-                )
-            self._write_json(manifest, {"format": FORMAT, "n_chunks": self.n_chunks,
-                                        "arguments": self.fingerprint})
+        self._lock_fd = self._acquire_lock()
+        try:
+            self._remove_stale_temporaries()
+            manifest = self.directory / MANIFEST
+            if manifest.exists():
+                self.digests = self._check_manifest(manifest)
+            else:
+                leftovers = [p.name for p in self.directory.iterdir() if p.name != LOCK]
+                if leftovers:
+                    raise CheckpointMismatchError(
+                        f"`checkpoint` directory {str(self.directory)!r} is not empty and has no "
+                        f"{MANIFEST} (found {sorted(leftovers)[:5]}); use an empty or new directory"
+                    )
+                self.digests = {}
+                self._write_manifest()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- the lock ---------------------------------------------------------------------
+    def _acquire_lock(self) -> int:
+        fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise CheckpointLockedError(
+                f"`checkpoint` directory {str(self.directory)!r} is in use by another run "
+                "(its lock is held); wait for it to finish or use another directory") from None
+        return fd
+
+    def close(self) -> None:
+        """Release the directory's lock (idempotent)."""
+        fd, self._lock_fd = getattr(self, "_lock_fd", None), None
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __enter__(self) -> "ChunkStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _write_manifest(self) -> None:
+        self._write_json(self.directory / MANIFEST, {
+            "format": FORMAT, "n_chunks": self.n_chunks, "arguments": self.fingerprint,
+            "chunks": {str(k): v for k, v in sorted(self.digests.items())}})
 
     # -- manifest ---------------------------------------------------------------------
-    def _check_manifest(self, path: Path) -> None:
+    def _check_manifest(self, path: Path) -> dict[int, str]:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise CheckpointMismatchError(
                 f"`checkpoint` manifest {str(path)!r} is unreadable ({exc}); use a new directory"
             ) from None
+        if (not isinstance(data, dict) or not isinstance(data.get("arguments", {}), dict)
+                or not isinstance(data.get("chunks", {}), dict)):
+            raise CheckpointMismatchError(
+                f"`checkpoint` manifest {str(path)!r} is malformed (expected a JSON object with "
+                "'format', 'n_chunks', 'arguments' and 'chunks' objects); use a new directory")
         if data.get("format") != FORMAT:
             raise CheckpointMismatchError(
                 f"`checkpoint` manifest {str(path)!r} has format {data.get('format')!r}, "
@@ -176,6 +232,13 @@ class ChunkStore:
                 "arguments; refusing to mix results. Differences: " + "; ".join(diffs)
                 + ". Rerun with the original arguments or use a new directory."
             )
+        digests = {}
+        for k, v in data.get("chunks", {}).items():
+            try:
+                digests[int(k)] = str(v)
+            except ValueError:
+                continue
+        return digests
 
     # -- chunks -----------------------------------------------------------------------
     def path(self, index: int) -> Path:
@@ -194,12 +257,23 @@ class ChunkStore:
         return sorted(out)
 
     def load(self, index: int) -> dict[str, np.ndarray] | None:
-        """The arrays of chunk ``index``, or None when missing or unreadable (then recomputed)."""
+        """The arrays of chunk ``index``, or None (then recomputed) when missing, unreadable or
+        not the bytes this store wrote (SHA-256 recorded in the manifest)."""
         p = self.path(index)
-        if not p.exists():
+        if p.is_symlink() or not p.is_file():
             return None
         try:
-            with np.load(p, allow_pickle=False) as z:
+            raw = p.read_bytes()
+        except OSError:
+            return None
+        want = self.digests.get(int(index))
+        if want is None or hashlib.sha256(raw).hexdigest() != want:
+            warnings.warn(f"checkpoint chunk {str(p)!r} does not match the digest recorded when "
+                          "it was written (tampered, truncated or from another run); recomputing it",
+                          RuntimeWarning, stacklevel=2)
+            return None
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         except Exception as exc:  # noqa: BLE001 - corrupt file: recompute the chunk
             warnings.warn(f"checkpoint chunk {str(p)!r} is unreadable ({exc}); recomputing it",
@@ -207,35 +281,22 @@ class ChunkStore:
             return None
 
     def save(self, index: int, arrays: Mapping[str, np.ndarray]) -> Path:
-        """Write chunk ``index`` atomically (temporary file, fsync, :func:`os.replace`)."""
-        final = self.path(index)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".chunk-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600
-            os.replace(tmp, final)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        return final
+        """Write chunk ``index`` atomically and record its SHA-256 in the manifest."""
+        buf = io.BytesIO()
+        np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+        raw = buf.getvalue()
+        # digest first: a kill between the two writes leaves a recorded digest without its
+        # file (recomputed), never a file without its digest (which would be thrown away)
+        self.digests[int(index)] = hashlib.sha256(raw).hexdigest()
+        self._write_manifest()
+        return atomic_write(self.path(index), raw)
 
     # -- helpers ----------------------------------------------------------------------
     def _write_json(self, path: Path, data: Any) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".manifest-", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(data, indent=2, sort_keys=True))
 
     def _remove_stale_temporaries(self) -> None:
-        stale = [*self.directory.glob(".chunk-*.tmp"), *self.directory.glob(".manifest-*.tmp")]
+        stale = [*self.directory.glob(".chunk-*.tmp"), *self.directory.glob(".manifest.json-*.tmp")]
         for p in stale:
             try:
                 p.unlink()

@@ -19,6 +19,7 @@ import concurrent.futures as cf
 import difflib
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -133,6 +134,52 @@ def run_chunk(spec: ChunkSpec, seedseq: np.random.SeedSequence, size: int) -> di
         "disagree": disagree, "layer": layer, "slow_label": slow_label.astype(str),
         "slow_distance": slow_dist,
     }
+
+
+#: Largest memory the per-run arrays of one estimate may take.
+MEMORY_LIMIT = 8 * 2**30
+
+
+def estimated_bytes(n: int, d: int) -> int:
+    """Bytes of the per-run arrays of an estimate with ``n`` runs in dimension ``d``."""
+    return int(n) * (16 * int(d) + 400)
+
+
+def chunk_problem(arr: dict[str, np.ndarray], spec: ChunkSpec, seedseq: np.random.SeedSequence,
+                  size: int, d: int) -> str:
+    """Why a checkpointed chunk cannot be used ("" when it can).
+
+    Checks the keys, lengths, dtypes and label vocabulary, and that ``theta0`` is exactly what
+    this chunk's seed draws (a chunk from another seed or run is refused).
+    """
+    if set(arr) != set(ARRAY_KEYS):
+        return f"keys {sorted(arr)} instead of {sorted(ARRAY_KEYS)}"
+    for k, v in arr.items():
+        if v.shape[:1] != (size,):
+            return f"{k!r} has {v.shape[0] if v.ndim else 0} rows, expected {size}"
+    for k in ("theta0", "theta"):
+        if arr[k].shape != (size, d) or arr[k].dtype.kind != "f":
+            return f"{k!r} has shape {arr[k].shape} and dtype {arr[k].dtype}, expected ({size}, {d}) floats"
+    for k in ("loss", "grad_norm", "least_eigenvalue", "slow_distance"):
+        if arr[k].dtype.kind != "f":
+            return f"{k!r} has dtype {arr[k].dtype}, expected floats"
+    for k in ("steps", "status", "rule", "layer"):
+        if arr[k].dtype.kind not in "iu":
+            return f"{k!r} has dtype {arr[k].dtype}, expected integers"
+    for k in ("label", "kind", "via", "certified_kind", "slow_label"):
+        if arr[k].dtype.kind != "U":
+            return f"{k!r} has dtype {arr[k].dtype}, expected strings"
+    known = set(KINDS) | set(UNDECIDED_KINDS) | {DIVERGED_LABEL, UNCONVERGED_LABEL, "unknown"}
+    bad = set(arr["kind"].tolist()) - known
+    if bad:
+        return f"unknown kinds {sorted(bad)}"
+    if not np.isin(arr["status"], (0, 1, 2)).all():
+        return "status codes outside {0, 1, 2}"
+    rng = np.random.default_rng(seedseq)
+    X0 = spec.problem.sample(rng, size) if spec.sampler is None else spec.sampler(rng, size)
+    if not np.array_equal(np.asarray(X0, dtype=float), arr["theta0"]):
+        return "its initial points are not the ones its seed draws (another seed or run)"
+    return ""
 
 
 def _chunk_sizes(n: int, chunk_size: int) -> list[int]:
@@ -327,6 +374,10 @@ def estimate_stable_set(
         raise InputError(
             f"`executor` must be a concurrent.futures.Executor (with .submit), got "
             f"{type(executor).__name__}")
+    if estimated_bytes(n, d) > MEMORY_LIMIT:
+        raise InputError(f"`n` = {n} runs of dimension {d} need about "
+                         f"{estimated_bytes(n, d) / 2**30:.1f} GiB for the per-run arrays "
+                         f"(limit {MEMORY_LIMIT / 2**30:.0f} GiB); use fewer runs")
     listed = listed_points(problem, d)
     target_t = _targets(target, listed[1])
     sublevel = getattr(problem, "global_sublevel", None)
@@ -356,8 +407,13 @@ def estimate_stable_set(
         store = ChunkStore(checkpoint, fingerprint, len(sizes))
         for i in store.done():
             arr = store.load(i)
-            if arr is not None and set(arr) == set(ARRAY_KEYS) and len(arr["steps"]) == sizes[i]:
-                results[i] = arr
+            if arr is not None:
+                problem_with = chunk_problem(arr, spec, seeds[i], sizes[i], d)
+                if problem_with:
+                    warnings.warn(f"checkpoint chunk {i} rejected ({problem_with}); recomputing it",
+                                  RuntimeWarning, stacklevel=2)
+                else:
+                    results[i] = arr
     loaded = sum(r is not None for r in results)
     todo = [i for i, r in enumerate(results) if r is None]
 
@@ -390,6 +446,8 @@ def estimate_stable_set(
                 raise
     finally:
         bar.close()
+        if store is not None:
+            store.close()
 
     arrays = {k: np.concatenate([r[k] for r in results], axis=0) for k in ARRAY_KEYS}
     return summarise(arrays, problem=str(getattr(problem, "name", type(problem).__name__)),
