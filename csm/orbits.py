@@ -146,52 +146,72 @@ def step_sizes(step: Any, max_steps: int) -> Callable[[int], float]:
 
 def descend(problem: Any, X: np.ndarray, step: Any, *, max_steps: int, tol: float,
             patience: int = 10, diverge_norm: float = 1e8,
-            sublevel: float | None = None, check_every: int = 10) -> Descent:
+            sublevel: float | None = None, check_every: int = 10,
+            momentum: float = 0.0, nesterov: bool = False) -> Descent:
     """Batched gradient descent ``theta <- theta - gamma_k G(theta)`` with per-run stopping.
 
     A run stops as **converged** when either rule fires (docs/theory.md §8):
 
     * *gradient*: ``|G| <= tol`` at ``patience`` consecutive iterates and the gradient did not
       grow across that window (orbits passing a saddle, where ``|G|`` grows geometrically, are
-      not stopped there);
+      not stopped there); with momentum also ``|theta_k - theta_{k-1}| <= gamma_k tol``;
     * *sublevel* (only with ``sublevel``, the problem's level below which every critical point
-      is a global minimum): ``L(theta_k) < sublevel`` and the loss decreased over the last
-      ``check_every`` steps.  Descent keeps the loss below ``sublevel``, every limit point of a
-      descent orbit is critical, so the orbit can only converge to a global minimum.
+      is a global minimum, and without momentum): ``L(theta_k) < sublevel`` and the loss
+      decreased over the last ``check_every`` steps.  Descent keeps the loss below
+      ``sublevel``, every limit point of a descent orbit is critical, so the orbit can only
+      converge to a global minimum.  (Momentum methods are not descent methods: no such rule.)
 
     It stops as **diverged** when an iterate or gradient is not finite or
     ``|theta| > diverge_norm``, and is **unconverged** at ``max_steps``.  Only running rows
     are evaluated (the batch is compacted as runs finish).
 
-    ``step`` is a number or a schedule ``k -> gamma_k``.
+    ``step`` is a number or a schedule ``k -> gamma_k``.  ``momentum = beta > 0`` runs the heavy
+    ball ``theta+ = theta - gamma G(theta) + beta (theta - theta_prev)``, or with ``nesterov``
+    ``theta+ = y - gamma G(y)``, ``y = theta + beta (theta - theta_prev)`` (the maps of
+    :mod:`csm.momentum`), from ``theta_prev = theta_0``.
     """
     B = X.shape[0]
     gamma = step_sizes(step, max_steps)
+    beta = float(momentum)
+    if not 0.0 <= beta < 1.0:
+        from .errors import InputError
+
+        raise InputError(f"`momentum` must lie in [0, 1), got {momentum!r}")
+    if beta > 0:
+        sublevel = None
     theta = np.array(X, dtype=float, copy=True)
     gnorm = np.full(B, np.nan)
     steps = np.full(B, max_steps, dtype=np.int64)
     status = np.full(B, UNCONVERGED, dtype=np.int8)
     rule = np.full(B, RULE_NONE, dtype=np.int8)
-    idx = np.arange(B)
-    Xa = theta.copy()
-    streak = np.zeros(B, dtype=np.int64)
-    window = np.zeros((B, patience))  # last `patience` gradient norms (ring buffer)
-    last_loss = np.full(B, np.inf)
+    # per-run state of the running orbits (compacted together)
+    st = {"idx": np.arange(B), "X": theta.copy(), "P": theta.copy(),
+          "streak": np.zeros(B, dtype=np.int64), "window": np.zeros((B, patience)),
+          "last": np.full(B, np.inf)}
+
+    def finish(mask: np.ndarray, k: int, code: Any, gn: Any, why: Any) -> None:
+        rows = st["idx"][mask]
+        theta[rows] = st["X"][mask]
+        steps[rows] = k
+        status[rows] = code
+        gnorm[rows] = gn
+        rule[rows] = why
+        for key in st:
+            st[key] = st[key][~mask]
+
     with np.errstate(all="ignore"):
         for k in range(max_steps + 1):
+            Xa = st["X"]
             # 1. divergence of the iterate itself (before asking for a gradient there)
             xn = np.sqrt(np.einsum("ij,ij->i", Xa, Xa))
             bad = ~np.isfinite(xn) | (xn > diverge_norm)
             if bad.any():
-                theta[idx[bad]] = Xa[bad]
-                steps[idx[bad]] = k
-                status[idx[bad]] = DIVERGED
-                keep = ~bad
-                Xa, idx, streak, window, last_loss = (Xa[keep], idx[keep], streak[keep],
-                                                      window[keep], last_loss[keep])
-                if idx.size == 0:
+                finish(bad, k, DIVERGED, np.nan, RULE_NONE)
+                if st["idx"].size == 0:
                     break
-            G = np.asarray(problem.gradient(Xa), dtype=float)
+                Xa = st["X"]
+            Ya = Xa + beta * (Xa - st["P"]) if (beta and nesterov) else Xa
+            G = np.asarray(problem.gradient(Ya), dtype=float)
             if G.shape != Xa.shape:
                 from .errors import ShapeError
 
@@ -199,32 +219,35 @@ def descend(problem: Any, X: np.ndarray, step: Any, *, max_steps: int, tol: floa
                                  f"shape {Xa.shape}, got {G.shape}")
             gn = np.sqrt(np.einsum("ij,ij->i", G, G))
             bad = ~np.isfinite(gn)
-            streak = np.where(gn <= tol, streak + 1, 0)
+            small = gn <= tol
+            if beta:
+                dx = Xa - st["P"]
+                small &= np.sqrt(np.einsum("ij,ij->i", dx, dx)) <= gamma(k) * tol
+            st["streak"] = np.where(small, st["streak"] + 1, 0)
             pos = k % patience
-            window[:, pos] = gn
-            oldest = window[:, (pos + 1) % patience]  # |G| at step k - patience + 1
-            conv = (streak >= patience) & (gn <= oldest) & ~bad
+            st["window"][:, pos] = gn
+            oldest = st["window"][:, (pos + 1) % patience]  # |G| at step k - patience + 1
+            conv = (st["streak"] >= patience) & (gn <= oldest) & ~bad
             sub = np.zeros_like(conv)
             if sublevel is not None and k % check_every == 0:
                 L = np.asarray(problem.loss(Xa), dtype=float).reshape(-1)
-                sub = (L < sublevel) & (L <= last_loss) & ~bad & ~conv & (k > 0)
-                last_loss = L
+                sub = (L < sublevel) & (L <= st["last"]) & ~bad & ~conv & (k > 0)
+                st["last"] = L
             done = bad | conv | sub
             if k == max_steps:
                 done = np.ones_like(done)
             if done.any():
-                rows = idx[done]
-                theta[rows] = Xa[done]
-                gnorm[rows] = gn[done]
-                steps[rows] = k
-                status[rows] = np.where(bad[done], DIVERGED,
-                                        np.where(conv[done] | sub[done], CONVERGED, UNCONVERGED))
-                rule[rows] = np.where(conv[done], RULE_GRADIENT,
-                                      np.where(sub[done], RULE_SUBLEVEL, RULE_NONE))
+                code = np.where(bad, DIVERGED, np.where(conv | sub, CONVERGED, UNCONVERGED))[done]
+                why = np.where(conv, RULE_GRADIENT, np.where(sub, RULE_SUBLEVEL, RULE_NONE))[done]
+                gsel, Ysel, Gsel = gn[done], None, None
                 keep = ~done
-                Xa, G, idx = Xa[keep], G[keep], idx[keep]
-                streak, window, last_loss = streak[keep], window[keep], last_loss[keep]
-                if idx.size == 0:
+                G, Ya = G[keep], Ya[keep]
+                finish(done, k, code, gsel, why)
+                del Ysel, Gsel
+                if st["idx"].size == 0:
                     break
-            Xa = Xa - gamma(k) * G
+            Xn = Ya - gamma(k) * G
+            if beta and not nesterov:
+                Xn = Xn + beta * (st["X"] - st["P"])
+            st["P"], st["X"] = st["X"], Xn
     return Descent(theta=theta, grad_norm=gnorm, steps=steps, status=status, rule=rule)
