@@ -25,23 +25,20 @@ from .errors import (
     ShapeError,
     UnknownProblemError,
 )
-from .hookspecs import (
+from .experiments.types import Claim, Experiment, ExperimentConfig, ExperimentResult
+from .maps import GradientDescentMap, Map
+from .plugin import hookimpl
+from .plugin.manager import (
     get_problem,
-    hookimpl,
     list_experiments,
     list_problems,
     plugin_manager,
     reset_plugin_manager,
 )
-from .maps import GradientDescentMap, Map
 from .problem import (
     KINDS,
-    Claim,
     Classification,
     CriticalPoint,
-    Experiment,
-    ExperimentConfig,
-    ExperimentResult,
     Problem,
     ProblemBase,
     ProblemFactory,
@@ -67,7 +64,7 @@ _LAZY = {
 
 
 _SUBMODULES = ("testing", "manifold", "spectral", "measure", "stable_sets",
-               "transitions", "report", "cli")
+               "transitions", "experiments", "plugin", "cli")
 
 
 def __getattr__(name: str):  # PEP 562: keep `import csm` light

@@ -1,7 +1,9 @@
 """The ``csm`` command.
 
-Exit status: 0 success, 1 a check failed (or a reproduced claim disagrees), 2 bad usage or
-input (one line on stderr; ``--debug`` shows the traceback).
+Exit status: 0 success, 1 a check failed (or a reproduced claim disagrees) or a plugin failed
+(:class:`~csm.errors.PluginError`: its constructor or its code raised something other than
+``TypeError``/``ValueError``), 2 bad usage or input (unknown problem, bad parameters); errors
+are one line on stderr, ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
-from .errors import CsmError, InputError, ParameterError
+from .errors import CsmError, InputError, ParameterError, PluginError
 from ._results import to_jsonable
 
 __all__ = ["main", "build_parser"]
@@ -53,7 +55,7 @@ def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .hookspecs import list_experiments, list_problems, plugin_manager
+    from .plugin.manager import list_experiments, list_problems, plugin_manager
 
     probs = list_problems()
     exps = list_experiments()
@@ -69,7 +71,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _problem(args: argparse.Namespace):
-    from .hookspecs import get_problem
+    from .plugin.manager import get_problem
 
     return get_problem(args.problem, **_parse_params(args.param))
 
@@ -196,8 +198,7 @@ def _cmd_stable_set(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from .problem import ExperimentConfig
-    from .report import run_experiments, write_report
+    from .experiments import ExperimentConfig, run_experiments, write_report
 
     cfg = ExperimentConfig(quick=args.quick, out_dir=Path(args.out), seed=args.seed,
                            progress=not args.json)
@@ -282,12 +283,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    args = None
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args))
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    except PluginError as exc:  # a plugin failed (not the user's input): exit 1, one line
+        if debug:
+            raise
+        print(f"csm: error: {exc} (--debug shows the traceback)", file=sys.stderr)
+        return 1
     except (CsmError, ValueError) as exc:
         if debug:
             raise
@@ -304,6 +311,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("csm: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # raised by plugin code (e.g. a gradient): exit 1, one line
+        from .plugin.manager import plugin_error_for
+
+        err = plugin_error_for(exc, problem=getattr(args, "problem", None))
+        if debug or err is None:  # not a plugin's failure: a csm bug, show the traceback
+            raise
+        print(f"csm: error: {err} (--debug shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

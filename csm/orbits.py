@@ -21,7 +21,7 @@ from ._validation import check_finite, positive_int
 
 __all__ = [
     "NEVER_LEFT", "exit_times", "trajectories", "descend", "Descent", "step_sizes",
-    "CONVERGED", "DIVERGED", "UNCONVERGED", "RULE_NONE", "RULE_GRADIENT", "RULE_SUBLEVEL",
+    "CONVERGED", "DIVERGED", "UNCONVERGED", "RULE_NONE", "RULE_GRADIENT", "RULE_SUBLEVEL", "RULE_TRAVEL",
 ]
 
 #: Exit time of an orbit that stayed for all ``n_steps`` steps.
@@ -102,7 +102,7 @@ def trajectories(g: Callable[..., np.ndarray], X: np.ndarray, n_steps: int, *,
 CONVERGED, DIVERGED, UNCONVERGED = 0, 1, 2
 
 #: Which rule stopped a converged run (array ``rule`` of :class:`Descent`).
-RULE_NONE, RULE_GRADIENT, RULE_SUBLEVEL = 0, 1, 2
+RULE_NONE, RULE_GRADIENT, RULE_SUBLEVEL, RULE_TRAVEL = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,11 @@ def descend(problem: Any, X: np.ndarray, step: Any, *, max_steps: int, tol: floa
       ``sublevel``, every limit point of a descent orbit is critical, so the orbit can only
       converge to a global minimum.  (Momentum methods are not descent methods: no such rule.)
 
+    * *travel* (a schedule with summable steps, ``step.tail(k) < inf``, e.g. geometric; no
+      momentum): ``max |G| over the last patience steps * tail(k) <= tol``: the orbit moves at
+      most that far from here on, so it converges to a point within ``tol`` (the subgradient
+      methods of non-smooth losses, whose ``|G|`` does not vanish at the limit).
+
     It stops as **diverged** when an iterate or gradient is not finite or
     ``|theta| > diverge_norm``, and is **unconverged** at ``max_steps``.  Only running rows
     are evaluated (the batch is compacted as runs finish).
@@ -177,8 +182,11 @@ def descend(problem: Any, X: np.ndarray, step: Any, *, max_steps: int, tol: floa
         from .errors import InputError
 
         raise InputError(f"`momentum` must lie in [0, 1), got {momentum!r}")
+    tail = getattr(step, "tail", None)
     if beta > 0:
-        sublevel = None
+        sublevel, tail = None, None
+    if tail is not None and not np.isfinite(tail(0)):
+        tail = None
     theta = np.array(X, dtype=float, copy=True)
     gnorm = np.full(B, np.nan)
     steps = np.full(B, max_steps, dtype=np.int64)
@@ -228,22 +236,26 @@ def descend(problem: Any, X: np.ndarray, step: Any, *, max_steps: int, tol: floa
             st["window"][:, pos] = gn
             oldest = st["window"][:, (pos + 1) % patience]  # |G| at step k - patience + 1
             conv = (st["streak"] >= patience) & (gn <= oldest) & ~bad
+            if tail is not None and k >= patience:
+                trav = ~conv & ~bad & (np.max(st["window"], axis=1) * tail(k) <= tol)
+            else:
+                trav = np.zeros_like(conv)
             sub = np.zeros_like(conv)
             if sublevel is not None and k % check_every == 0:
                 L = np.asarray(problem.loss(Xa), dtype=float).reshape(-1)
                 sub = (L < sublevel) & (L <= st["last"]) & ~bad & ~conv & (k > 0)
                 st["last"] = L
-            done = bad | conv | sub
+            done = bad | conv | sub | trav
             if k == max_steps:
                 done = np.ones_like(done)
             if done.any():
-                code = np.where(bad, DIVERGED, np.where(conv | sub, CONVERGED, UNCONVERGED))[done]
-                why = np.where(conv, RULE_GRADIENT, np.where(sub, RULE_SUBLEVEL, RULE_NONE))[done]
-                gsel, Ysel, Gsel = gn[done], None, None
+                code = np.where(bad, DIVERGED, np.where(conv | sub | trav, CONVERGED, UNCONVERGED))[done]
+                why = np.where(conv, RULE_GRADIENT, np.where(
+                    sub, RULE_SUBLEVEL, np.where(trav, RULE_TRAVEL, RULE_NONE)))[done]
+                gsel = gn[done]
                 keep = ~done
                 G, Ya = G[keep], Ya[keep]
                 finish(done, k, code, gsel, why)
-                del Ysel, Gsel
                 if st["idx"].size == 0:
                     break
             Xn = Ya - gamma(k) * G

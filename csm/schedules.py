@@ -74,6 +74,15 @@ class Schedule:
         """The string :func:`as_schedule` parses back into this schedule."""
         raise InputError(f"{type(self).__name__} has no string form")
 
+    def tail(self, k: int) -> float:
+        """An upper bound of ``sum_{j >= k} gamma_j`` (``inf`` when the steps are not summable).
+
+        With a finite tail an orbit whose gradients stay bounded by ``g`` moves at most
+        ``g * tail(k)`` after step ``k``: it converges (:func:`csm.orbits.descend` stops it when
+        that bound is below ``tol``).
+        """
+        return math.inf
+
     def values(self, n: int) -> np.ndarray:
         """``[gamma_0, ..., gamma_{n-1}]`` (not checked; see :func:`check_schedule`)."""
         return np.array([float(self(k)) for k in range(positive_int(n, "n", minimum=0))])
@@ -116,6 +125,10 @@ class Geometric(Schedule):
     def __call__(self, k: int) -> float:
         return self.gamma0 * self.rate ** _k(k)
 
+    def tail(self, k: int) -> float:
+        """``gamma0 rate^k / (1 - rate)`` (``inf`` for ``rate = 1``)."""
+        return math.inf if self.rate == 1 else self(k) / (1.0 - self.rate)
+
     def describe(self) -> str:
         return f"geometric gamma_k = {self.gamma0:g} * {self.rate:g}**k"
 
@@ -138,6 +151,13 @@ class PolynomialDecay(Schedule):
 
     def __call__(self, k: int) -> float:
         return self.gamma0 / (_k(k) + self.offset) ** self.power
+
+    def tail(self, k: int) -> float:
+        """``gamma_k + gamma0 (k + offset)^(1-p) / (p - 1)`` for ``p > 1`` (integral bound), else ``inf``."""
+        if self.power <= 1:
+            return math.inf
+        x = _k(k) + self.offset
+        return self(k) + self.gamma0 * x ** (1.0 - self.power) / (self.power - 1.0)
 
     def describe(self) -> str:
         return f"polynomial gamma_k = {self.gamma0:g} / (k + {self.offset:g})**{self.power:g}"

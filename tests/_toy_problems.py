@@ -1,11 +1,8 @@
 """Toy problems with analytic answers for the stable-set and transition-graph tests.
 
-Import from a test file with::
-
-    sys.path.insert(0, str(pathlib.Path(__file__).parent)); import _toy_problems
-
-(pytest runs with ``--import-mode=importlib``, so the tests folder is not on ``sys.path``).
-All classes are module-level, hence picklable for process pools.
+Import from a test file with ``import _toy_problems as toy`` (tests/conftest.py puts the tests
+folder on ``sys.path`` once; pytest runs with ``--import-mode=importlib``), or use the ``toy``
+fixture.  All classes are module-level, hence picklable for process pools.
 """
 
 from __future__ import annotations

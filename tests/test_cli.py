@@ -1,4 +1,5 @@
-"""The `csm` command: outputs, --json, and exit codes (0 ok, 1 check failed, 2 bad input)."""
+"""The `csm` command: outputs, --json, and exit codes (0 ok, 1 check failed or a plugin failed,
+2 bad input)."""
 
 import json
 import subprocess
@@ -6,6 +7,7 @@ import sys
 
 import pytest
 
+import csm
 from csm.cli import main
 
 
@@ -36,7 +38,7 @@ def test_list_text(capsys):
         (["check", "relu", "-p", "N"], "`-p` takes key=value, got 'N'"),
         (["check", "relu", "-p", "bogus=1"], "no parameter(s) ['bogus']"),
         (["manifold", "relu", "--point", "nowhere"], "`--point` 'nowhere' is not a known critical point"),
-        (["manifold", "relu"], "the following arguments are required: --point"),
+        (["manifold", "relu"], "`csm manifold` needs `--point LABEL`"),
         (["stable-set", "relu", "--step", "-1", "-n", "10"], "`step`"),
         (["reproduce", "--only", "no_such_experiment", "--out", "{tmp}"], "unknown experiment"),
         (["stable-set", "relu", "--workers", "2", "--dask", "tcp://x:1"], "not allowed with argument"),
@@ -58,8 +60,6 @@ def test_check_exit_codes(capsys, monkeypatch):
     code, out, _ = run(capsys, "check", "phase_retrieval", "-p", "loss='population'", "-p", "n=4")
     assert code == 0 and "PASSED" in out
     # a failing conformance check exits 1
-    import csm
-
     class Broken(csm.ProblemBase):
         name, dim = "broken", 2
 
@@ -69,7 +69,7 @@ def test_check_exit_codes(capsys, monkeypatch):
         def _gradient(self, X):
             return X  # wrong by a factor 2
 
-    monkeypatch.setattr(csm.hookspecs, "get_problem", lambda name, **kw: Broken())
+    monkeypatch.setattr(csm.plugin.manager, "get_problem", lambda name, **kw: Broken())
     code, out, _ = run(capsys, "check", "broken", "--json")
     assert code == 1 and json.loads(out)["passed"] is False
 
@@ -99,3 +99,87 @@ def test_stable_set_command_with_checkpoint(capsys, tmp_path):
     code, out, _ = run(capsys, *argv)  # resumed entirely from the checkpoint
     again = json.loads(out)
     assert again["chunks_loaded"] == again["chunks"] and again["counts"] == first["counts"]
+
+
+# ---------------------------------------------------------------------------------------
+# failing plugins: one line on stderr and exit 1 (--debug: the traceback); the rest keeps working
+# ---------------------------------------------------------------------------------------
+
+FAILING = """
+import numpy as np
+import csm
+
+class Fragile(csm.ProblemBase):
+    name, dim = "fragile", 2
+    def __init__(self, n=1):
+        if n == 0:
+            raise RuntimeError("no workspace for n=0")
+        self.n = n
+    def _loss(self, X):
+        return np.sum(X**2, axis=1) / 2
+    def _gradient(self, X):
+        return X * (1 / (self.n - 1))  # n = 1: ZeroDivisionError (Python ints)
+
+@csm.hookimpl
+def csm_problems():
+    return [csm.ProblemFactory("fragile", "a plugin whose code raises", Fragile)]
+"""
+
+
+def _one_line_error(err):
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_misspelled_hook_does_not_break_list(capsys, fake_dist):
+    fake_dist("csm_test_cli_typo", {"typoplug": "csm_test_cli_typo"},
+              {"csm_test_cli_typo": "import csm\n@csm.hookimpl\ndef csm_problem():\n    return []\n"})
+    with pytest.warns(RuntimeWarning, match="typoplug"):
+        code, out, _ = run(capsys, "list", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert "relu" in data["problems"]
+    assert any("'typoplug'" in e and "unknown hook" in e for e in data["plugin_errors"])
+    code, out, _ = run(capsys, "list")  # text output too (the warning went to stderr once)
+    assert code == 0 and "relu" in out
+
+
+def test_plugin_exiting_at_import_does_not_end_csm(capsys, fake_dist):
+    fake_dist("csm_test_cli_exit", {"exitplug": "csm_test_cli_exit"},
+              {"csm_test_cli_exit": "import sys\nsys.exit(3)\n"})
+    with pytest.warns(RuntimeWarning, match="exitplug"):
+        code, out, _ = run(capsys, "list", "--json")
+    assert code == 0
+    assert any("'exitplug'" in e and "SystemExit: 3" in e for e in json.loads(out)["plugin_errors"])
+
+
+def test_failing_plugin_code_exits_1_with_one_line(capsys, fake_dist):
+    fake_dist("csm_test_cli_fragile", {"fragileplug": "csm_test_cli_fragile"},
+              {"csm_test_cli_fragile": FAILING})
+    # the constructor raises RuntimeError
+    code, _, err = run(capsys, "check", "fragile", "-p", "n=0")
+    assert code == 1
+    assert "'fragileplug'" in _one_line_error(err) and "'fragile'" in err
+    assert "RuntimeError: no workspace for n=0" in err
+    # the gradient raises ZeroDivisionError inside `csm check`
+    code, _, err = run(capsys, "check", "fragile", "-p", "n=1")
+    assert code == 1
+    assert "'fragileplug'" in _one_line_error(err) and "'fragile'" in err
+    assert "ZeroDivisionError" in err
+    # bad parameters stay exit 2
+    code, _, err = run(capsys, "check", "fragile", "-p", "m=1")
+    assert code == 2 and "no parameter(s) ['m']" in _one_line_error(err)
+    # --debug shows the original exception
+    with pytest.raises(ZeroDivisionError):
+        main(["check", "fragile", "-p", "n=1", "--debug"])
+    with pytest.raises(csm.PluginError):
+        main(["check", "fragile", "-p", "n=0", "--debug"])
+
+
+def test_a_csm_bug_still_shows_its_traceback(monkeypatch, fresh_plugins):
+    def bug(name, **kw):
+        raise ZeroDivisionError("inside csm, not a plugin")
+
+    monkeypatch.setattr(csm.plugin.manager, "get_problem", bug)
+    with pytest.raises(ZeroDivisionError):
+        main(["check", "relu"])

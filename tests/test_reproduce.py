@@ -33,7 +33,7 @@ def test_reproduce_quick_end_to_end(tmp_path, capsys):
 
 def test_reproduce_reports_a_failing_experiment(tmp_path):
     import csm
-    from csm.report import run_experiments, write_report
+    from csm.experiments import run_experiments, write_report
 
     def boom(config):
         raise RuntimeError("deliberate")

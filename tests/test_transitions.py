@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import itertools
 import json
-import pathlib
-import sys
 
 import networkx as nx
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-import _toy_problems as toy  # noqa: E402
+import _toy_problems as toy  # on sys.path through tests/conftest.py
 
-from csm.errors import InputError, ShapeError  # noqa: E402
-from csm.stable_sets import estimate_stable_set  # noqa: E402
-from csm.transitions import (  # noqa: E402
+from csm.errors import InputError, ShapeError
+from csm.stable_sets import estimate_stable_set
+from csm.transitions import (
     detect_plateaus,
     draw_transition_graph,
     read_graphml,

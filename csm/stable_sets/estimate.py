@@ -29,7 +29,7 @@ import numpy as np
 from .._validation import positive_float, positive_int
 from ..errors import InputError, NonFiniteError, ShapeError
 from ..identify import SADDLE_KINDS, UNDECIDED_KINDS, identify_limits, listed_points, nearest
-from ..orbits import CONVERGED, RULE_GRADIENT, RULE_SUBLEVEL, UNCONVERGED, descend
+from ..orbits import CONVERGED, RULE_GRADIENT, RULE_SUBLEVEL, RULE_TRAVEL, UNCONVERGED, descend
 from ..problem import KINDS
 from .result import (ARRAY_KEYS, DIVERGED_LABEL, UNCONVERGED_LABEL, StableSetEstimate,
                      summarise)
@@ -56,6 +56,8 @@ class ChunkSpec:
     certify: bool
     sublevel: float | None
     listed: tuple
+    momentum: float = 0.0
+    nesterov: bool = False
 
 
 def _sublevel_label(problem: Any) -> str:
@@ -84,7 +86,8 @@ def run_chunk(spec: ChunkSpec, seedseq: np.random.SeedSequence, size: int) -> di
     if not np.all(np.isfinite(X0)):
         raise NonFiniteError(f"`{who}(rng, {size})` returned NaN or infinity")
     run = descend(problem, X0, spec.step, max_steps=spec.max_steps, tol=spec.tol,
-                  patience=spec.patience, diverge_norm=spec.diverge_norm, sublevel=spec.sublevel)
+                  patience=spec.patience, diverge_norm=spec.diverge_norm, sublevel=spec.sublevel,
+                  momentum=spec.momentum, nesterov=spec.nesterov)
     theta, status = run.theta, run.status
     loss = np.full(size, np.nan)
     fin = np.isfinite(theta).all(axis=1)
@@ -108,7 +111,7 @@ def run_chunk(spec: ChunkSpec, seedseq: np.random.SeedSequence, size: int) -> di
     sub = np.nonzero((status == CONVERGED) & (run.rule == RULE_SUBLEVEL))[0]
     if sub.size:
         label[sub], kind[sub], via[sub] = _sublevel_label(problem), "global_minimum", "sublevel"
-    grad = np.nonzero((status == CONVERGED) & (run.rule == RULE_GRADIENT))[0]
+    grad = np.nonzero((status == CONVERGED) & np.isin(run.rule, (RULE_GRADIENT, RULE_TRAVEL)))[0]
     if grad.size:
         ident = identify_limits(problem, theta[grad], grad_norm=run.grad_norm[grad],
                                 match_tol=spec.match_tol, certify=spec.certify,
@@ -227,6 +230,8 @@ def estimate_stable_set(
     chunk_size: int = 500,
     progress: bool = False,
     certify: bool = True,
+    momentum: float = 0.0,
+    nesterov: bool = False,
 ) -> StableSetEstimate:
     """Estimate where gradient descent from random initialisations converges.
 
@@ -302,6 +307,9 @@ def estimate_stable_set(
         the number of workers).
     progress : bool
         Show a tqdm progress bar on stderr (runs done, rate, ETA).
+    momentum, nesterov : float, bool
+        Run the heavy-ball (or Nesterov) method with momentum ``beta`` in ``[0, 1)`` instead of
+        plain gradient descent (:mod:`csm.momentum`; limits are identified the same way).
     certify : bool
         Certify every converged limit by its Hessian spectrum (fallback name and
         cross-check; :func:`csm.identify.certify_limits`).  Off: limits that neither
@@ -382,8 +390,14 @@ def estimate_stable_set(
     target_t = _targets(target, listed[1])
     sublevel = getattr(problem, "global_sublevel", None)
     sublevel = None if sublevel is None else float(sublevel)
+    try:
+        momentum = float(momentum)
+    except (TypeError, ValueError):
+        momentum = float("nan")
+    if not 0.0 <= momentum < 1.0:
+        raise InputError(f"`momentum` must be a number in [0, 1), got {momentum!r}")
     spec = ChunkSpec(problem, step, sampler, max_steps, tol, patience, diverge_norm, match_tol,
-                     slow_radius, bool(certify), sublevel, listed)
+                     slow_radius, bool(certify), sublevel, listed, momentum, bool(nesterov))
     sizes = _chunk_sizes(n, chunk_size)
     seeds = np.random.SeedSequence(seed).spawn(len(sizes))
 
@@ -401,6 +415,7 @@ def estimate_stable_set(
             "diverge_norm": diverge_norm, "match_tol": match_tol, "slow_radius": slow_radius,
             "chunk_size": chunk_size, "sampler": samp_id,
             "critical_points": list(listed[1]), "certify": bool(certify), "sublevel": sublevel,
+            "momentum": momentum, "nesterov": bool(nesterov),
             "schedule": (callable_fingerprint(step, lambda: [step(k) for k in range(8)])
                          if callable(step) else None),
         }

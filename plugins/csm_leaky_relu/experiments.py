@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 import csm
-from csm.experiment_kit import critical_point_claims, stable_set_sweep
+from csm.experiments.kit import critical_point_claims, stable_set_sweep
 
 REFERENCE = "Paper §5: Lemma 5.3, Corollary 5.5"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import csm
-from csm.experiment_kit import critical_point_claims, manifold_slice, stable_set_sweep
+from csm.experiments.kit import critical_point_claims, manifold_slice, stable_set_sweep
 
 REFERENCE = "Paper §3.1, Proposition 2.5, Theorem 2.2"
 

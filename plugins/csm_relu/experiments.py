@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 import csm
-from csm.experiment_kit import critical_point_claims, manifold_slice, stable_set_sweep
+from csm.experiments.kit import critical_point_claims, manifold_slice, stable_set_sweep
 from csm.plotting import figure_path, new_figure, save_figure
 
 N_DEFAULT = 4

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .hookspecs import list_experiments
-from .problem import Claim, Experiment, ExperimentConfig, ExperimentResult, to_jsonable
+from .._results import to_jsonable
+from ..errors import ParameterError
+from ..plugin.manager import list_experiments
+from .types import Claim, Experiment, ExperimentConfig, ExperimentResult
 
 __all__ = ["run_experiments", "write_report", "Report"]
 
@@ -61,8 +63,6 @@ def run_experiments(
     """Run the selected experiments (all by default) with ``config``; never stops at a failure."""
     exps = list(experiments) if experiments is not None else list_experiments()
     if only:
-        from .errors import ParameterError
-
         known = {e.name for e in exps}
         unknown = sorted(set(only) - known)
         if unknown:

@@ -19,9 +19,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .maps import GradientDescentMap, local_curvature
-from .plotting import figure_path, new_figure, save_figure
-from .problem import Claim, CriticalPoint
+from ..maps import GradientDescentMap, local_curvature
+from ..plotting import figure_path, new_figure, save_figure
+from ..problem import CriticalPoint
+from .types import Claim
 
 __all__ = [
     "critical_point_claims",
@@ -101,7 +102,7 @@ def stable_set_sweep(
     reported, not counted as hits.  With ``save_to`` (a path prefix) every estimate's per-run
     arrays go to ``{save_to}-step{gamma}.npz`` (:meth:`StableSetEstimate.save`).
     """
-    from .stable_sets import estimate_stable_set
+    from ..stable_sets import estimate_stable_set
 
     rows, claims, ests = [], [], []
     for i, gamma in enumerate(steps):
@@ -146,7 +147,7 @@ def manifold_slice(
     graph stay near the saddle; orbits pushed off by ``delta`` along E_u escape after about
     ``log(eps/delta)/log lambda_min`` steps.
     """
-    from .manifold import center_stable_manifold
+    from ..manifold import center_stable_manifold
 
     lm = getattr(problem, "local_map", None)
     g = lm(point, step) if callable(lm) else GradientDescentMap(problem, step)
