@@ -31,6 +31,49 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: {message}")
 
 
+def _count(minimum: int):
+    """argparse type: an integer >= ``minimum`` (the error names the flag through argparse)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {v}")
+        return v
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _positive(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return v
+
+
+def _step(text: str) -> Any:
+    """argparse type: a step size or a schedule ("0.05", "geometric:0.05,0.995", ...)."""
+    from .errors import InputError as _InputError
+    from .schedules import as_schedule
+
+    try:
+        sched = as_schedule(text)
+    except _InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    gamma = getattr(sched, "gamma", None)
+    return float(gamma) if gamma is not None and type(sched).__name__ == "Constant" else sched
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars only for a person watching: a terminal, not --json, not --quiet."""
+    return not (args.json or args.quiet) and sys.stderr.isatty()
+
+
 def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for item in items or []:
@@ -170,10 +213,10 @@ def _executor(args: argparse.Namespace):
             ) from None
         client = Client(args.dask)
         return client.get_executor(), client.close
-    if args.workers and args.workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
+    if args.workers > 1:
+        from .parallel import process_pool
 
-        ex = ProcessPoolExecutor(args.workers)
+        ex = process_pool(args.workers)
         return ex, ex.shutdown
     return None, lambda: None
 
@@ -185,7 +228,8 @@ def _cmd_stable_set(args: argparse.Namespace) -> int:
     ex, close = _executor(args)
     try:
         kw: dict[str, Any] = {"executor": ex, "checkpoint": args.checkpoint, "seed": args.seed,
-                              "progress": not args.json}
+                              "progress": _progress(args), "momentum": args.momentum,
+                              "nesterov": args.nesterov}
         if args.max_steps is not None:
             kw["max_steps"] = args.max_steps
         if args.tol is not None:
@@ -201,7 +245,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments import ExperimentConfig, run_experiments, write_report
 
     cfg = ExperimentConfig(quick=args.quick, out_dir=Path(args.out), seed=args.seed,
-                           progress=not args.json)
+                           progress=_progress(args))
     rep = run_experiments(cfg, only=args.only)
     path = write_report(rep)
     lines = [f"{'ok ' if r.agrees else 'FAIL'} {r.name}: "
@@ -212,69 +256,93 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0 if rep.agrees else 1
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Help texts that show every default."""
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    def common_flags(parser: argparse.ArgumentParser, top: bool) -> None:
+        # given before or after the command (`csm --json list` = `csm list --json`): the
+        # sub-command copies default to SUPPRESS so they never reset a top-level flag
+        kw = {} if top else {"default": argparse.SUPPRESS}
+        parser.add_argument("--json", action="store_true", help="machine-readable output", **kw)
+        parser.add_argument("--quiet", "-q", action="store_true",
+                            help="no progress bars (they are shown only on a terminal anyway)", **kw)
+        parser.add_argument("--debug", action="store_true", help="show tracebacks", **kw)
+
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common_flags(common, top=False)
     p = _Parser(prog="csm", description="Center-stable manifold analysis of gradient-descent maps.",
-                parents=[common])
+                formatter_class=_Help)
+    common_flags(p, top=True)
+    p.add_argument("--version", action="version", version=f"csm {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add = sub.add_parser
+
+    def add(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return _add(name, parents=[common], formatter_class=_Help, **kw)
 
     def with_problem(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("problem", help="problem name (see `csm list`)")
         sp.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
                         help="problem parameter (repeatable), e.g. -p N=4 -p 'interval=(0,1)'")
-        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--seed", type=_count(0), default=0, help="random seed")
 
-    sp = sub.add_parser("list", parents=[common], help="registered problems and experiments")
+    sp = add("list", help="registered problems and experiments")
     sp.set_defaults(func=_cmd_list)
 
-    sp = sub.add_parser("check", parents=[common], help="run the conformance checks on a problem")
+    sp = add("check", help="run the conformance checks on a problem")
     with_problem(sp)
     sp.set_defaults(func=_cmd_check)
 
-    sp = sub.add_parser("manifold", parents=[common],
-                        help="center-stable manifold (Theorem 2.2) at a known critical point")
+    sp = add("manifold", help="center-stable manifold (Theorem 2.2) at a known critical point")
     with_problem(sp)
     sp.add_argument("--point", default=None, help="critical-point label (required without --find)")
     sp.add_argument("--find", action="store_true",
                     help="locate the saddle with csm.critical.find_critical_points (the certified "
                     "strict saddle with the most negative curvature, or the found point "
                     "labelled --point)")
-    sp.add_argument("--n-starts", type=int, default=200, help="starts of --find (default 200)")
-    sp.add_argument("--step", type=float, default=0.05)
-    sp.add_argument("--radius", type=float, default=None)
-    sp.add_argument("--tol", type=float, default=1e-10)
-    sp.add_argument("--n-verify", type=int, default=32)
+    sp.add_argument("--n-starts", type=_count(1), default=200, help="starts of --find")
+    sp.add_argument("--step", type=_positive, default=0.05, help="gradient-descent step size")
+    sp.add_argument("--radius", type=_positive, default=None,
+                    help="ball radius eps (default: the largest with kappa <= 0.5)")
+    sp.add_argument("--tol", type=_positive, default=1e-10, help="accuracy of the graph")
+    sp.add_argument("--n-verify", type=_count(1), default=32,
+                    help="graph points used by the a-posteriori verification")
     sp.set_defaults(func=_cmd_manifold)
 
-    sp = sub.add_parser("find", parents=[common],
-                        help="find critical points of a problem from many starts, certified")
+    sp = add("find", help="find critical points of a problem from many starts, certified")
     with_problem(sp)
-    sp.add_argument("--n-starts", type=int, default=400, help="number of starts (default 400)")
-    sp.add_argument("--gtol", type=float, default=1e-10, help="critical when |G| <= gtol (default 1e-10)")
-    sp.add_argument("--show", type=int, default=20, help="rows shown (default 20)")
+    sp.add_argument("--n-starts", type=_count(1), default=400, help="number of starts")
+    sp.add_argument("--gtol", type=_positive, default=1e-10, help="critical when |G| <= gtol")
+    sp.add_argument("--show", type=_count(0), default=20, help="rows shown")
     sp.set_defaults(func=_cmd_find)
 
-    sp = sub.add_parser("stable-set", parents=[common],
-                        help="Monte Carlo estimate of where gradient descent converges")
+    sp = add("stable-set", help="Monte Carlo estimate of where gradient descent converges")
     with_problem(sp)
-    sp.add_argument("-n", type=int, default=10_000, help="number of initialisations")
-    sp.add_argument("--step", type=float, default=0.05)
-    sp.add_argument("--max-steps", type=int, default=None)
-    sp.add_argument("--tol", type=float, default=None,
+    sp.add_argument("-n", type=_count(1), default=10_000, help="number of initialisations")
+    sp.add_argument("--step", type=_step, default=0.05,
+                    help="step size, or a schedule: constant:G, geometric:G0,RATE, poly:G0,POWER")
+    sp.add_argument("--momentum", type=float, default=0.0,
+                    help="heavy-ball momentum beta in [0, 1) (0: plain gradient descent)")
+    sp.add_argument("--nesterov", action="store_true", help="Nesterov instead of heavy ball")
+    sp.add_argument("--max-steps", type=_count(0), default=None,
+                    help="step budget (default: the problem's default_max_steps, else 10000)")
+    sp.add_argument("--tol", type=_positive, default=None,
                     help="convergence: |G| <= tol for `patience` steps (default: the problem's "
                     "default_tol, else 1e-6)")
     g = sp.add_mutually_exclusive_group()
-    g.add_argument("--workers", type=int, default=1, help="local worker processes")
+    g.add_argument("--workers", type=_count(1), default=1, help="local worker processes")
     g.add_argument("--dask", metavar="ADDRESS", help="Dask scheduler address")
     sp.add_argument("--checkpoint", metavar="DIR", default=None, help="checkpoint/resume directory")
     sp.set_defaults(func=_cmd_stable_set)
 
-    sp = sub.add_parser("reproduce", parents=[common], help="reproduce the paper's applications")
-    sp.add_argument("--quick", action="store_true", help="reduced run (<= 5 minutes on 2 cores)")
+    sp = add("reproduce", help="reproduce the paper's applications")
+    sp.add_argument("--quick", action="store_true", help="reduced run (about 90 s on 2 cores)")
     sp.add_argument("--out", default="csm-report", help="output directory")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=_count(0), default=0, help="random seed")
     sp.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
     sp.set_defaults(func=_cmd_reproduce)
     return p
@@ -303,6 +371,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"csm: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `csm ... | head`: the reader left; not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # unwritable --out, missing checkpoint folder permissions, ...
         if debug:
             raise
@@ -311,6 +384,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("csm: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        if debug:
+            raise
+        print("csm: error: out of memory; reduce the problem size (-p) or the number of runs (-n)",
+              file=sys.stderr)
+        return 2
     except Exception as exc:  # raised by plugin code (e.g. a gradient): exit 1, one line
         from .plugin.manager import plugin_error_for
 

@@ -39,12 +39,12 @@ def test_list_text(capsys):
         (["check", "relu", "-p", "bogus=1"], "no parameter(s) ['bogus']"),
         (["manifold", "relu", "--point", "nowhere"], "`--point` 'nowhere' is not a known critical point"),
         (["manifold", "relu"], "`csm manifold` needs `--point LABEL`"),
-        (["stable-set", "relu", "--step", "-1", "-n", "10"], "`step`"),
+        (["stable-set", "relu", "--step", "-1", "-n", "10"], "argument --step"),
         (["reproduce", "--only", "no_such_experiment", "--out", "{tmp}"], "unknown experiment"),
         (["stable-set", "relu", "--workers", "2", "--dask", "tcp://x:1"], "not allowed with argument"),
-        (["manifold", "relu", "--point", "zigzag-n1-inactive", "--step", "0"], "`step`"),
+        (["manifold", "relu", "--point", "zigzag-n1-inactive", "--step", "0"], "argument --step"),
         (["reproduce", "--only", "relu-critical-points", "--out", "/proc/csm-no-such/x"], "csm: error:"),
-        (["stable-set", "relu", "-n", "0", "--step", "0.1"], "`n`"),
+        (["stable-set", "relu", "-n", "0", "--step", "0.1"], "argument -n"),
     ],
 )
 def test_errors_exit_2_with_one_line(capsys, tmp_path, argv, needle):
@@ -183,3 +183,53 @@ def test_a_csm_bug_still_shows_its_traceback(monkeypatch, fresh_plugins):
     monkeypatch.setattr(csm.plugin.manager, "get_problem", bug)
     with pytest.raises(ZeroDivisionError):
         main(["check", "relu"])
+
+
+# -- CLI conventions (issue 15: items 3, 13, 14, 16) --------------------------------------
+
+
+def test_version_and_top_level_json(capsys):
+    import csm as _csm
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and _csm.__version__ in capsys.readouterr().out
+    assert main(["--json", "list"]) == 0
+    assert "problems" in json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["stable-set", "relu", "--workers", "0"], "--workers"),
+    (["stable-set", "relu", "--workers", "-3"], "--workers"),
+    (["manifold", "relu", "--find", "--n-verify", "0"], "--n-verify"),
+    (["stable-set", "relu", "--step", "geometric:0.05"], "--step"),
+    (["stable-set", "relu", "-n", "0"], "-n"),
+])
+def test_bad_numbers_are_usage_errors_naming_the_flag(argv, flag, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert flag in err and "Traceback" not in err
+
+
+def test_schedule_momentum_and_quiet_output(capsys):
+    assert main(["stable-set", "relu", "-p", "N=2", "-n", "4", "--step", "geometric:0.05,0.999",
+                 "--momentum", "0.5", "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert "geometric" in out.out and "momentum 0.5" in out.out and "\r" not in out.err
+
+
+def test_broken_pipe_is_not_an_error():
+    import subprocess
+    import sys as _sys
+
+    code = ("import sys; from csm.cli import main; sys.exit(main(['find', 'relu', '-p', 'N=2', "
+            "'--n-starts', '50', '--show', '200']))")
+    proc = subprocess.run(f"{_sys.executable} -c \"{code}\" | head -1", shell=True,
+                          capture_output=True, text=True)
+    assert "Broken pipe" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["stable-set", "--help"])
+    assert "default: 10000" in capsys.readouterr().out

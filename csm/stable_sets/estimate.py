@@ -466,7 +466,11 @@ def estimate_stable_set(
 
     arrays = {k: np.concatenate([r[k] for r in results], axis=0) for k in ARRAY_KEYS}
     return summarise(arrays, problem=str(getattr(problem, "name", type(problem).__name__)),
-                     dim=d, step=float("nan") if callable(step) else step, n=n, seed=seed,
+                     dim=d, step=float("nan") if callable(step) else step,
+                     step_rule=(step.describe() if callable(getattr(step, "describe", None))
+                                else "step schedule" if callable(step) else f"step {step:g}")
+                     + (f", {'Nesterov' if nesterov else 'heavy-ball'} momentum {momentum:g}"
+                        if momentum else ""), n=n, seed=seed,
                      max_steps=max_steps, tol=tol, patience=patience, chunk_size=chunk_size,
                      confidence=float(confidence), target=target_t, bins=bins,
                      chunks=len(sizes), chunks_loaded=loaded, seconds=time.perf_counter() - t_start)

@@ -107,6 +107,7 @@ class StableSetEstimate(Result):
     problem: str
     dim: int
     step: float
+    step_rule: str
     n: int
     seed: int
     max_steps: int
@@ -183,7 +184,7 @@ class StableSetEstimate(Result):
         """A plain-text table of the classes, the saddle fraction and the slow escapes."""
         pct = f"{100 * self.confidence:g}%"
         lines = [
-            (f"stable set of {self.problem} (d = {self.dim}): {self.n} runs, step {self.step:g}, "
+            (f"stable set of {self.problem} (d = {self.dim}): {self.n} runs, {self.step_rule}, "
              f"<= {self.max_steps} steps, converged when |G| <= {self.tol:g} for "
              f"{self.patience} steps"),
             f"{'class':<28} {'kind':<16} {'loss':>11} {'count':>7} {'fraction':>9}  {pct} CI",
