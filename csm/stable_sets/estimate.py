@@ -28,7 +28,8 @@ import numpy as np
 
 from .._validation import positive_float, positive_int
 from ..errors import InputError, NonFiniteError, ShapeError
-from ..identify import SADDLE_KINDS, UNDECIDED_KINDS, identify_limits, listed_points, nearest
+from ..identify import (DENSE_MAX_DIM, SADDLE_KINDS, UNDECIDED_KINDS, identify_limits,
+                        listed_points, nearest)
 from ..orbits import CONVERGED, RULE_GRADIENT, RULE_SUBLEVEL, RULE_TRAVEL, UNCONVERGED, descend
 from ..problem import KINDS
 from .result import (ARRAY_KEYS, DIVERGED_LABEL, UNCONVERGED_LABEL, StableSetEstimate,
@@ -58,16 +59,39 @@ class ChunkSpec:
     listed: tuple
     momentum: float = 0.0
     nesterov: bool = False
+    polish: bool = False
 
 
-def _sublevel_label(problem: Any) -> str:
-    f = getattr(problem, "critical_values", None)
-    vals = f() if callable(f) else None
-    if isinstance(vals, dict):
-        for k, v in vals.items():
-            if float(v) == float(getattr(problem, "min_loss", 0.0)):
-                return str(k)
-    return "zero loss" if float(getattr(problem, "min_loss", 0.0)) == 0.0 else "global minimum"
+def polish_limits(problem: Any, theta: np.ndarray, loss: np.ndarray, gtol: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Levenberg--Marquardt polish of converged limits that provably stays in their basin.
+
+    Each row is refined towards a zero of the gradient (:func:`csm.critical.locate_zeros`,
+    dense Hessians).  The refined point is kept only when ``|G| <= gtol`` there and the loss on
+    33 points of the segment from the stopping point to it never exceeds the loss at the
+    stopping point (the two are joined inside the sublevel set, so descent from either ends in
+    the same connected component: the polish cannot carry a run over a barrier into another
+    basin).  Returns ``(theta, grad_norm, polished)``.
+    """
+    from ..critical import locate_zeros
+
+    d = theta.shape[1]
+    Xp, gp = locate_zeros(lambda Y: np.asarray(problem.gradient(Y), dtype=float),
+                          lambda Y: np.asarray(problem.hessian(Y), dtype=float).reshape(len(Y), d, d),
+                          theta, gtol=min(gtol, 1e-12), max_iter=100)
+    ts = np.linspace(0.0, 1.0, 33)
+    seg = theta[:, None, :] + ts[None, :, None] * (Xp - theta)[:, None, :]
+    with np.errstate(all="ignore"):
+        Ls = np.asarray(problem.loss(seg.reshape(-1, d)), dtype=float).reshape(len(theta), -1)
+    slack = 64 * np.finfo(float).eps * np.maximum(np.abs(loss), 1e-300)
+    ok = np.isfinite(gp) & (gp <= gtol) & np.all(Ls <= (loss + slack)[:, None], axis=1)
+    out = theta.copy()
+    out[ok] = Xp[ok]
+    return out, gp, ok
+
+
+#: Class name of runs certified by the sublevel rule (no limit computed: a descent argument).
+SUBLEVEL_LABEL = "global minimum (below global_sublevel)"
 
 
 def run_chunk(spec: ChunkSpec, seedseq: np.random.SeedSequence, size: int) -> dict[str, np.ndarray]:
@@ -88,12 +112,20 @@ def run_chunk(spec: ChunkSpec, seedseq: np.random.SeedSequence, size: int) -> di
     run = descend(problem, X0, spec.step, max_steps=spec.max_steps, tol=spec.tol,
                   patience=spec.patience, diverge_norm=spec.diverge_norm, sublevel=spec.sublevel,
                   momentum=spec.momentum, nesterov=spec.nesterov)
-    theta, status = run.theta, run.status
+    theta, status, grad_norm, rule = run.theta.copy(), run.status, run.grad_norm.copy(), run.rule.copy()
     loss = np.full(size, np.nan)
     fin = np.isfinite(theta).all(axis=1)
     if fin.any():
         with np.errstate(all="ignore"):
             loss[fin] = np.asarray(problem.loss(theta[fin]), dtype=float).reshape(-1)
+    polished = np.zeros(size, dtype=bool)
+    conv_all = np.nonzero(status == CONVERGED)[0]
+    if spec.polish and conv_all.size and d <= DENSE_MAX_DIM:
+        th, gp, ok = polish_limits(problem, theta[conv_all], loss[conv_all], max(spec.tol, 1e-10))
+        rows = conv_all[ok]
+        theta[rows], grad_norm[rows], polished[rows] = th[ok], gp[ok], True
+        loss[rows] = np.asarray(problem.loss(theta[rows]), dtype=float).reshape(-1)
+        rule[rows] = RULE_GRADIENT  # now a critical point to the polish tolerance: name it
 
     label = np.array([DIVERGED_LABEL] * size, dtype=object)
     kind = np.array([DIVERGED_LABEL] * size, dtype=object)
@@ -108,12 +140,12 @@ def run_chunk(spec: ChunkSpec, seedseq: np.random.SeedSequence, size: int) -> di
     kind[status == UNCONVERGED] = UNCONVERGED_LABEL
 
     # converged by the sublevel rule: a global minimum by the descent argument
-    sub = np.nonzero((status == CONVERGED) & (run.rule == RULE_SUBLEVEL))[0]
+    sub = np.nonzero((status == CONVERGED) & (rule == RULE_SUBLEVEL))[0]
     if sub.size:
-        label[sub], kind[sub], via[sub] = _sublevel_label(problem), "global_minimum", "sublevel"
-    grad = np.nonzero((status == CONVERGED) & np.isin(run.rule, (RULE_GRADIENT, RULE_TRAVEL)))[0]
+        label[sub], kind[sub], via[sub] = SUBLEVEL_LABEL, "global_minimum", "sublevel"
+    grad = np.nonzero((status == CONVERGED) & np.isin(rule, (RULE_GRADIENT, RULE_TRAVEL)))[0]
     if grad.size:
-        ident = identify_limits(problem, theta[grad], grad_norm=run.grad_norm[grad],
+        ident = identify_limits(problem, theta[grad], grad_norm=grad_norm[grad],
                                 match_tol=spec.match_tol, certify=spec.certify,
                                 listed=spec.listed)
         label[grad], kind[grad], via[grad] = ident.label, ident.kind, ident.via
@@ -131,8 +163,9 @@ def run_chunk(spec: ChunkSpec, seedseq: np.random.SeedSequence, size: int) -> di
             slow_label[unc[near]] = [cp_label[sidx[jj]] for jj in j[near]]
             slow_dist[unc[near]] = dist[near]
     return {
-        "theta0": X0, "theta": theta, "loss": loss, "grad_norm": run.grad_norm, "steps": run.steps,
-        "status": status, "rule": run.rule, "label": label.astype(str), "kind": kind.astype(str),
+        "theta0": X0, "theta": theta, "loss": loss, "grad_norm": grad_norm, "steps": run.steps,
+        "status": status, "rule": run.rule, "polished": polished, "label": label.astype(str),
+        "kind": kind.astype(str),
         "via": via.astype(str), "certified_kind": cert.astype(str), "least_eigenvalue": least,
         "disagree": disagree, "layer": layer, "slow_label": slow_label.astype(str),
         "slow_distance": slow_dist,
@@ -169,6 +202,8 @@ def chunk_problem(arr: dict[str, np.ndarray], spec: ChunkSpec, seedseq: np.rando
     for k in ("steps", "status", "rule", "layer"):
         if arr[k].dtype.kind not in "iu":
             return f"{k!r} has dtype {arr[k].dtype}, expected integers"
+    if arr["polished"].dtype.kind != "b":
+        return f"'polished' has dtype {arr['polished'].dtype}, expected booleans"
     for k in ("label", "kind", "via", "certified_kind", "slow_label"):
         if arr[k].dtype.kind != "U":
             return f"{k!r} has dtype {arr[k].dtype}, expected strings"
@@ -232,6 +267,7 @@ def estimate_stable_set(
     certify: bool = True,
     momentum: float = 0.0,
     nesterov: bool = False,
+    polish: bool = False,
 ) -> StableSetEstimate:
     """Estimate where gradient descent from random initialisations converges.
 
@@ -310,6 +346,11 @@ def estimate_stable_set(
     momentum, nesterov : float, bool
         Run the heavy-ball (or Nesterov) method with momentum ``beta`` in ``[0, 1)`` instead of
         plain gradient descent (:mod:`csm.momentum`; limits are identified the same way).
+    polish : bool
+        Refine every converged limit by Levenberg--Marquardt on the gradient before naming it,
+        keeping the refined point only when a path inside the sublevel set joins it to where
+        gradient descent stopped (:func:`polish_limits`; reported per run in ``polished``).
+        Runs stopped by the sublevel rule then get a measured limit too.
     certify : bool
         Certify every converged limit by its Hessian spectrum (fallback name and
         cross-check; :func:`csm.identify.certify_limits`).  Off: limits that neither
@@ -397,7 +438,8 @@ def estimate_stable_set(
     if not 0.0 <= momentum < 1.0:
         raise InputError(f"`momentum` must be a number in [0, 1), got {momentum!r}")
     spec = ChunkSpec(problem, step, sampler, max_steps, tol, patience, diverge_norm, match_tol,
-                     slow_radius, bool(certify), sublevel, listed, momentum, bool(nesterov))
+                     slow_radius, bool(certify), sublevel, listed, momentum, bool(nesterov),
+                     bool(polish))
     sizes = _chunk_sizes(n, chunk_size)
     seeds = np.random.SeedSequence(seed).spawn(len(sizes))
 
@@ -415,7 +457,7 @@ def estimate_stable_set(
             "diverge_norm": diverge_norm, "match_tol": match_tol, "slow_radius": slow_radius,
             "chunk_size": chunk_size, "sampler": samp_id,
             "critical_points": list(listed[1]), "certify": bool(certify), "sublevel": sublevel,
-            "momentum": momentum, "nesterov": bool(nesterov),
+            "momentum": momentum, "nesterov": bool(nesterov), "polish": bool(polish),
             "schedule": (callable_fingerprint(step, lambda: [step(k) for k in range(8)])
                          if callable(step) else None),
         }

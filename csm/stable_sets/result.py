@@ -27,7 +27,7 @@ DIVERGED_LABEL = "diverged"
 SPECIAL_LABELS = (UNIDENTIFIED_LABEL, UNCONVERGED_LABEL, DIVERGED_LABEL)
 
 #: The per-run arrays of an estimate (and of every checkpointed chunk).
-ARRAY_KEYS = ("theta0", "theta", "loss", "grad_norm", "steps", "status", "rule", "label", "kind",
+ARRAY_KEYS = ("theta0", "theta", "loss", "grad_norm", "steps", "status", "rule", "polished", "label", "kind",
               "via", "certified_kind", "least_eigenvalue", "disagree", "layer", "slow_label",
               "slow_distance")
 
@@ -81,6 +81,8 @@ class StableSetEstimate(Result):
     via_counts : dict
         How the converged runs were identified (``classify``, ``critical_point``,
         ``spectrum``, ``sublevel``).
+    polished_count : int
+        Converged runs whose limit was refined (``polish=True``).
     disagree_count : int
         Runs named by ``classify`` or a listed point whose own spectral certificate disagrees
         on "saddle or not" (a plugin bug or a tolerance problem: look at them).
@@ -135,6 +137,7 @@ class StableSetEstimate(Result):
     saddle_ci_undecided: tuple[float, float]
     via_counts: Mapping[str, int]
     disagree_count: int
+    polished_count: int
     slow_escape_count: int
     slow_escape: Mapping[str, int]
     loss_histogram: Mapping[str, Any]
@@ -316,6 +319,7 @@ def summarise(arrays: dict[str, np.ndarray], *, target: tuple[str, ...], bins: i
         saddle_ci_undecided=clopper_pearson(saddle + n_und, n, conf),
         via_counts=dict(zip(vias.tolist(), (int(c) for c in vcounts))),
         disagree_count=int(np.count_nonzero(arrays["disagree"])),
+        polished_count=int(np.count_nonzero(arrays["polished"])),
         slow_escape_count=int(np.count_nonzero(slow)),
         slow_escape=dict(zip(sl.tolist(), (int(c) for c in sc))),
         loss_histogram={"edges": he.tolist(), "counts": hc.tolist()},
