@@ -131,21 +131,23 @@ class LeakyReluProblem(csm.ProblemBase):
         return X, single
 
     # ------------------------------------------------------------------ kernels
+    # the reduced network is a ReLU network with 2N neurons: its public batched methods do the
+    # work (the leaky plugin uses the ReLU plugin exactly as any third party could)
     def _loss(self, X: np.ndarray) -> np.ndarray:
-        return self.relu._engine.loss(self._reduce(X))
+        return self.relu.loss(self._reduce(X))
 
     def _gradient(self, X: np.ndarray) -> np.ndarray:
-        return self._pull(self.relu._engine.loss_and_gradient(self._reduce(X), False)[1])
+        return self._pull(self.relu.gradient(self._reduce(X)))
 
     def _hessian(self, X: np.ndarray) -> np.ndarray:
-        H2 = self.relu._engine.jacobian(self._reduce(X))
+        H2 = self.relu.hessian(self._reduce(X))
         H = np.einsum("ki,bkl,lj->bij", self.D, H2, self.D, optimize=True)
         return 0.5 * (H + np.swapaxes(H, 1, 2))  # exactly symmetric (D^T H D is, up to rounding)
 
     def loss_and_gradient(self, theta: Any) -> tuple[Any, np.ndarray]:
         """Loss and gradient in one pass."""
         X, single = self._batch(theta)
-        L, G2 = self.relu._engine.loss_and_gradient(self._reduce(X))
+        L, G2 = self.relu.loss_and_gradient(self._reduce(X))
         G = self._pull(G2)
         return (float(L[0]), G[0]) if single else (L, G)
 
@@ -153,7 +155,7 @@ class LeakyReluProblem(csm.ProblemBase):
         """``H v = D^T H_relu(D theta) (D v)`` in ``O(N log N)`` (rowwise; broadcasting as in
         :meth:`csm_relu.ReluProblem.hvp`)."""
         X, Vv, single = self._pair(theta, v)
-        out = self._pull(self.relu._engine.hvp(self._reduce(X), self._reduce(Vv)))
+        out = self._pull(self.relu.hvp(self._reduce(X), self._reduce(Vv)))
         return out[0] if single else out
 
     def hessian_exists(self, theta: Any, **kw: Any) -> Any:
