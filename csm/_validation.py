@@ -10,15 +10,27 @@ import numpy as np
 from .errors import InputError, NonFiniteError, ShapeError
 
 
+def _real_array(x: Any, name: str, what: str) -> np.ndarray:
+    """``x`` as a float array; complex or non-numeric input is an :class:`InputError`."""
+    try:
+        raw = np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"`{name}` must be a real {what}, got {type(x).__name__}: {exc}") from None
+    if np.iscomplexobj(raw):
+        raise InputError(f"`{name}` must be a real {what}, got complex values (dtype {raw.dtype})")
+    try:
+        return raw.astype(float, copy=False)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"`{name}` must be a real {what}, got {type(x).__name__} of dtype "
+                         f"{raw.dtype}: {exc}") from None
+
+
 def as_batch(x: Any, dim: int | None = None, name: str = "x") -> tuple[np.ndarray, bool]:
     """Return ``(X, single)`` with ``X`` of shape ``(B, d)`` (float64).
 
     ``single`` is True when ``x`` was one point of shape ``(d,)``.
     """
-    try:
-        arr = np.asarray(x, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"`{name}` must be a real array, got {type(x).__name__}: {exc}") from None
+    arr = _real_array(x, name, "array")
     if arr.ndim == 1:
         single = True
         arr = arr[None, :]
@@ -57,10 +69,7 @@ def as_batch_pair(x: Any, v: Any, dim: int | None = None, names: tuple[str, str]
 
 def as_point(x: Any, dim: int | None = None, name: str = "x") -> np.ndarray:
     """Return ``x`` as a finite float vector of shape ``(d,)``."""
-    try:
-        arr = np.asarray(x, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"`{name}` must be a real vector, got {type(x).__name__}: {exc}") from None
+    arr = _real_array(x, name, "vector")
     if arr.ndim != 1:
         raise ShapeError(f"`{name}` must be 1-dimensional, got shape {arr.shape}")
     if dim is not None and arr.shape[0] != dim:

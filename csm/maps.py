@@ -139,8 +139,16 @@ class Map:
         """True when a Jacobian function was supplied (no finite differences)."""
         return self._jac is not None
 
-    def _raw(self, X: np.ndarray) -> np.ndarray:
-        Y = np.asarray(self._func(X), dtype=float)
+    def evaluate(self, X: np.ndarray) -> np.ndarray:
+        """``g`` on a batch ``(B, d)`` with the shape checked but NaN/inf passed through.
+
+        (Callers that must see non-finite values -- finite differences near a blow-up, error
+        models -- use this; :meth:`__call__` raises on them.)  A complex result is refused.
+        """
+        Y = np.asarray(self._func(X))
+        if np.iscomplexobj(Y):
+            raise InputError(f"map `{self.name}` returned complex values; csm maps are real")
+        Y = Y.astype(float, copy=False)
         if Y.shape != X.shape:
             raise ShapeError(
                 f"map `{self.name}` must return shape {X.shape} for input of shape {X.shape}, "
@@ -153,7 +161,7 @@ class Map:
         X, single = as_batch(x, self._dim)
         if self._dim is None:
             self._dim = X.shape[1]
-        Y = check_finite(self._raw(X), f"map `{self.name}`", X)
+        Y = check_finite(self.evaluate(X), f"map `{self.name}`", X)
         return Y[0] if single else Y
 
     def jacobian(self, x: Any) -> np.ndarray:
@@ -168,7 +176,7 @@ class Map:
                     f"got {J.shape}"
                 )
         else:
-            J = fd_jacobian(self._raw, X)
+            J = fd_jacobian(self.evaluate, X)
         check_finite(J, f"jacobian of map `{self.name}`", X)
         return J[0] if single else J
 
@@ -198,7 +206,7 @@ class Map:
             vn = np.max(np.abs(V), axis=1, keepdims=True)
             vn = np.where(vn == 0, 1.0, vn)
             h = FD_STEP_FACTOR * np.maximum(1.0, np.max(np.abs(X), axis=1, keepdims=True)) / vn
-            F = self._raw(np.concatenate([X + h * V, X - h * V], axis=0))
+            F = self.evaluate(np.concatenate([X + h * V, X - h * V], axis=0))
             out = (F[: len(X)] - F[len(X):]) / (2.0 * h)
         check_finite(out, f"jacobian-vector product of `{self.name}`", X)
         return out[0] if both_single else out

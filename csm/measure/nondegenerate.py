@@ -148,7 +148,7 @@ def _fd_error(g: Map, X: np.ndarray, J: np.ndarray, kappa: float) -> np.ndarray:
     :func:`check_jacobian_nondegenerate`.  Samples where ``g`` is not finite at the wider
     stencil get ``inf`` (unresolved).
     """
-    func = getattr(g, "_raw", g)  # the map without its finiteness check
+    func = g.evaluate  # the map without its finiteness check
     J2, F2, h2 = _central_differences(func, X, 2.0)
     G = np.maximum(np.abs(np.asarray(func(X), dtype=float)), F2)  # largest |g_i| around x
     h = 0.5 * h2
