@@ -12,6 +12,7 @@ everywhere:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -147,7 +148,7 @@ def step_sizes(step: Any, max_steps: int) -> Callable[[int], float]:
 def descend(problem: Any, X: np.ndarray, step: Any, *, max_steps: int, tol: float,
             patience: int = 10, diverge_norm: float = 1e8,
             sublevel: float | None = None, check_every: int = 10,
-            momentum: float = 0.0, nesterov: bool = False) -> Descent:
+            momentum: float = 0.0, nesterov: bool = False, width: int | None = None) -> Descent:
     """Batched gradient descent ``theta <- theta - gamma_k G(theta)`` with per-run stopping.
 
     A run stops as **converged** when either rule fires (docs/theory.md §8):
@@ -170,6 +171,12 @@ def descend(problem: Any, X: np.ndarray, step: Any, *, max_steps: int, tol: floa
     ``|theta| > diverge_norm``, and is **unconverged** at ``max_steps``.  Only running rows
     are evaluated (the batch is compacted as runs finish).
 
+    ``width`` bounds the number of orbits evaluated together: as orbits finish, pending ones
+    join (continuous batching), so the gradient is always evaluated on about ``width`` rows
+    (its efficient batch size) instead of a batch that shrinks to the slowest runs.  Each orbit
+    keeps its own step counter; results do not depend on ``width``.  (With a schedule, all
+    orbits run together.)
+
     ``step`` is a number or a schedule ``k -> gamma_k``.  ``momentum = beta > 0`` runs the heavy
     ball ``theta+ = theta - gamma G(theta) + beta (theta - theta_prev)``, or with ``nesterov``
     ``theta+ = y - gamma G(y)``, ``y = theta + beta (theta - theta_prev)`` (the maps of
@@ -187,37 +194,62 @@ def descend(problem: Any, X: np.ndarray, step: Any, *, max_steps: int, tol: floa
         sublevel, tail = None, None
     if tail is not None and not np.isfinite(tail(0)):
         tail = None
+    # continuous batching (constant steps only: a schedule needs one k for the whole batch)
+    width = B if (width is None or callable(step)) else max(1, min(int(width), B))
     theta = np.array(X, dtype=float, copy=True)
     gnorm = np.full(B, np.nan)
     steps = np.full(B, max_steps, dtype=np.int64)
     status = np.full(B, UNCONVERGED, dtype=np.int8)
     rule = np.full(B, RULE_NONE, dtype=np.int8)
-    # per-run state of the running orbits (compacted together)
-    st = {"idx": np.arange(B), "X": theta.copy(), "P": theta.copy(),
-          "streak": np.zeros(B, dtype=np.int64), "window": np.zeros((B, patience)),
-          "last": np.full(B, np.inf)}
+    # per-run state of the running orbits (compacted together; refilled from `pending`)
+    st = {"idx": np.arange(0), "X": np.zeros((0, X.shape[1])), "P": np.zeros((0, X.shape[1])),
+          "k": np.zeros(0, dtype=np.int64), "streak": np.zeros(0, dtype=np.int64),
+          "window": np.zeros((0, patience)), "last": np.zeros(0)}
+    pending = 0
 
-    def finish(mask: np.ndarray, k: int, code: Any, gn: Any, why: Any) -> None:
+    def refill() -> None:
+        nonlocal pending
+        m = min(width - st["idx"].size, B - pending)
+        if m <= 0:
+            return
+        new = np.arange(pending, pending + m)
+        pending += m
+        fresh = {"idx": new, "X": theta[new].copy(), "P": theta[new].copy(),
+                 "k": np.zeros(m, dtype=np.int64), "streak": np.zeros(m, dtype=np.int64),
+                 "window": np.zeros((m, patience)), "last": np.full(m, np.inf)}
+        for key in st:
+            st[key] = np.concatenate([st[key], fresh[key]])
+
+    def finish(mask: np.ndarray, code: Any, gn: Any, why: Any) -> None:
         rows = st["idx"][mask]
         theta[rows] = st["X"][mask]
-        steps[rows] = k
+        steps[rows] = st["k"][mask]
         status[rows] = code
         gnorm[rows] = gn
         rule[rows] = why
         for key in st:
             st[key] = st[key][~mask]
 
+    refill()
+    # orbits join only every `period` iterations, so every running orbit's counter is congruent
+    # to the global iteration `it` modulo patience and check_every: the ring buffer column and
+    # the loss checks are the same for all rows (scalars, no per-row indexing)
+    period = patience * check_every // math.gcd(patience, check_every)
+    it = 0
     with np.errstate(all="ignore"):
-        for k in range(max_steps + 1):
-            Xa = st["X"]
-            # 1. divergence of the iterate itself (before asking for a gradient there)
-            xn = np.sqrt(np.einsum("ij,ij->i", Xa, Xa))
-            bad = ~np.isfinite(xn) | (xn > diverge_norm)
-            if bad.any():
-                finish(bad, k, DIVERGED, np.nan, RULE_NONE)
-                if st["idx"].size == 0:
-                    break
-                Xa = st["X"]
+        while st["idx"].size:
+            Xa, kk = st["X"], st["k"]
+            k = int(kk[0])  # all equal unless refilling (then the step is constant)
+            # 1. divergence of the iterate itself (before asking for a gradient there); a NaN
+            #    gradient is caught below at every step, the norm test every check_every steps
+            if it % check_every == 0:
+                xn = np.sqrt(np.einsum("ij,ij->i", Xa, Xa))
+                bad = ~np.isfinite(xn) | (xn > diverge_norm)
+                if bad.any():
+                    finish(bad, DIVERGED, np.nan, RULE_NONE)
+                    if not st["idx"].size:
+                        refill()
+                    continue
             Ya = Xa + beta * (Xa - st["P"]) if (beta and nesterov) else Xa
             G = np.asarray(problem.gradient(Ya), dtype=float)
             if G.shape != Xa.shape:
@@ -227,12 +259,13 @@ def descend(problem: Any, X: np.ndarray, step: Any, *, max_steps: int, tol: floa
                                  f"shape {Xa.shape}, got {G.shape}")
             gn = np.sqrt(np.einsum("ij,ij->i", G, G))
             bad = ~np.isfinite(gn)
+            g_k = gamma(k)
             small = gn <= tol
             if beta:
                 dx = Xa - st["P"]
-                small &= np.sqrt(np.einsum("ij,ij->i", dx, dx)) <= gamma(k) * tol
+                small &= np.sqrt(np.einsum("ij,ij->i", dx, dx)) <= g_k * tol
             st["streak"] = np.where(small, st["streak"] + 1, 0)
-            pos = k % patience
+            pos = it % patience  # = k % patience for every running orbit
             st["window"][:, pos] = gn
             oldest = st["window"][:, (pos + 1) % patience]  # |G| at step k - patience + 1
             conv = (st["streak"] >= patience) & (gn <= oldest) & ~bad
@@ -241,13 +274,13 @@ def descend(problem: Any, X: np.ndarray, step: Any, *, max_steps: int, tol: floa
             else:
                 trav = np.zeros_like(conv)
             sub = np.zeros_like(conv)
-            if sublevel is not None and k % check_every == 0:
-                L = np.asarray(problem.loss(Xa), dtype=float).reshape(-1)
-                sub = (L < sublevel) & (L <= st["last"]) & ~bad & ~conv & (k > 0)
-                st["last"] = L
-            done = bad | conv | sub | trav
-            if k == max_steps:
-                done = np.ones_like(done)
+            check = (kk > 0) if it % check_every == 0 else np.zeros(kk.size, dtype=bool)
+            if sublevel is not None and check.any():
+                L = np.full(kk.size, np.inf)
+                L[check] = np.asarray(problem.loss(Xa[check]), dtype=float).reshape(-1)
+                sub = check & (L < sublevel) & (L <= st["last"]) & ~bad & ~conv
+                st["last"] = np.where(check, L, st["last"])
+            done = bad | conv | sub | trav | (kk >= max_steps)
             if done.any():
                 code = np.where(bad, DIVERGED, np.where(conv | sub | trav, CONVERGED, UNCONVERGED))[done]
                 why = np.where(conv, RULE_GRADIENT, np.where(
@@ -255,11 +288,13 @@ def descend(problem: Any, X: np.ndarray, step: Any, *, max_steps: int, tol: floa
                 gsel = gn[done]
                 keep = ~done
                 G, Ya = G[keep], Ya[keep]
-                finish(done, k, code, gsel, why)
-                if st["idx"].size == 0:
-                    break
-            Xn = Ya - gamma(k) * G
+                finish(done, code, gsel, why)
+            Xn = Ya - g_k * G
             if beta and not nesterov:
                 Xn = Xn + beta * (st["X"] - st["P"])
             st["P"], st["X"] = st["X"], Xn
+            st["k"] = st["k"] + 1
+            it += 1
+            if it % period == 0 or not st["idx"].size:
+                refill()
     return Descent(theta=theta, grad_norm=gnorm, steps=steps, status=status, rule=rule)
