@@ -28,7 +28,7 @@ from .errors import InputError, NotFixedPointError, ShapeError
 
 __all__ = [
     "Map", "GradientDescentMap", "FD_STEP_FACTOR", "fd_jacobian", "local_curvature", "as_map",
-    "check_fixed_point",
+    "check_fixed_point", "problem_parts",
 ]
 
 #: Relative step of the central differences: eps**(1/3).
@@ -278,25 +278,10 @@ class GradientDescentMap(Map):
         hessian_lipschitz: Any = None,
     ) -> None:
         self.step = positive_float(step, "step")
-        if hasattr(problem_or_grad, "gradient") and callable(problem_or_grad.gradient):
-            problem = problem_or_grad
-            grad = problem.gradient
-            if hessian is None and callable(getattr(problem, "hessian", None)):
-                hessian = problem.hessian
-            if hvp is None and callable(getattr(problem, "hvp", None)):
-                hvp = problem.hvp
-            if hessian_lipschitz is None:
-                hessian_lipschitz = getattr(problem, "hessian_lipschitz", None)
-            dim = dim if dim is not None else getattr(problem, "dim", None)
-            name = name or f"GD[{getattr(problem, 'name', 'problem')}]"
-        elif callable(problem_or_grad):
-            problem = None
-            grad = problem_or_grad
-        else:
-            raise InputError(
-                "`problem_or_grad` must be a Problem (with a .gradient method) or a gradient "
-                f"function, got {type(problem_or_grad).__name__}"
-            )
+        parts = problem_parts(problem_or_grad, hessian=hessian, hvp=hvp, dim=dim,
+                              hessian_lipschitz=hessian_lipschitz)
+        problem, grad, hessian, hvp, dim, hessian_lipschitz = parts
+        name = name or (f"GD[{getattr(problem, 'name', 'problem')}]" if problem is not None else None)
         self.problem = problem
         self.gradient = grad
         self.hessian = hessian
@@ -330,6 +315,37 @@ class GradientDescentMap(Map):
 
     def __repr__(self) -> str:
         return f"GradientDescentMap(name={self.name!r}, step={self.step}, dim={self.dim})"
+
+
+def problem_parts(problem_or_grad: Any, *, hessian: Any = None, hvp: Any = None,
+                  dim: int | None = None, hessian_lipschitz: Any = None) -> tuple:
+    """``(problem, gradient, hessian, hvp, dim, hessian_lipschitz)`` from a problem or a gradient.
+
+    The one reading of "a Problem or a gradient function" for the maps built from a loss
+    (gradient descent, heavy ball, Nesterov): members the caller gives win over the problem's.
+    Raises :class:`~csm.InputError` for anything else and for non-callable ``hessian``/``hvp``.
+    """
+    if hasattr(problem_or_grad, "gradient") and callable(problem_or_grad.gradient):
+        problem = problem_or_grad
+        grad = problem.gradient
+        if hessian is None and callable(getattr(problem, "hessian", None)):
+            hessian = problem.hessian
+        if hvp is None and callable(getattr(problem, "hvp", None)):
+            hvp = problem.hvp
+        if hessian_lipschitz is None:
+            hessian_lipschitz = getattr(problem, "hessian_lipschitz", None)
+        dim = dim if dim is not None else getattr(problem, "dim", None)
+    elif callable(problem_or_grad):
+        problem, grad = None, problem_or_grad
+    else:
+        raise InputError(
+            "`problem_or_grad` must be a Problem (with a .gradient method) or a gradient "
+            f"function, got {type(problem_or_grad).__name__}")
+    if hessian is not None and not callable(hessian):
+        raise InputError(f"`hessian` must be callable or None, got {type(hessian).__name__}")
+    if hvp is not None and not callable(hvp):
+        raise InputError(f"`hvp` must be callable or None, got {type(hvp).__name__}")
+    return problem, grad, hessian, hvp, dim, hessian_lipschitz
 
 
 def as_map(obj: Any, name: str = "map") -> Map:

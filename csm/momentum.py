@@ -39,7 +39,7 @@ import numpy as np
 
 from ._validation import as_batch, positive_float
 from .errors import InputError, ShapeError
-from .maps import Map, check_fixed_point
+from .maps import Map, check_fixed_point, problem_parts
 
 __all__ = ["HeavyBallMap", "NesterovMap", "multipliers", "METHODS"]
 
@@ -78,28 +78,10 @@ class _MomentumMap(Map):
     ) -> None:
         self.step = positive_float(step, "step")
         self.momentum = _momentum(momentum)
-        if hasattr(problem_or_grad, "gradient") and callable(problem_or_grad.gradient):
-            problem = problem_or_grad
-            grad = problem.gradient
-            if hessian is None and callable(getattr(problem, "hessian", None)):
-                hessian = problem.hessian
-            if hvp is None and callable(getattr(problem, "hvp", None)):
-                hvp = problem.hvp
-            if hessian_lipschitz is None:
-                hessian_lipschitz = getattr(problem, "hessian_lipschitz", None)
-            dim = dim if dim is not None else getattr(problem, "dim", None)
+        problem, grad, hessian, hvp, dim, hessian_lipschitz = problem_parts(
+            problem_or_grad, hessian=hessian, hvp=hvp, dim=dim, hessian_lipschitz=hessian_lipschitz)
+        if problem is not None:
             name = name or f"{self.method}[{getattr(problem, 'name', 'problem')}]"
-        elif callable(problem_or_grad):
-            problem = None
-            grad = problem_or_grad
-        else:
-            raise InputError(
-                "`problem_or_grad` must be a Problem (with a .gradient method) or a gradient "
-                f"function, got {type(problem_or_grad).__name__}")
-        if hessian is not None and not callable(hessian):
-            raise InputError(f"`hessian` must be callable or None, got {type(hessian).__name__}")
-        if hvp is not None and not callable(hvp):
-            raise InputError(f"`hvp` must be callable or None, got {type(hvp).__name__}")
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, (int, np.integer))
                                 or dim < 1):
             raise InputError(f"`dim` must be a positive integer or None, got {dim!r}")
