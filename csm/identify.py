@@ -164,7 +164,9 @@ def hessian_spectrum(problem: Any, X: np.ndarray) -> tuple[list[np.ndarray], lis
 
     Dense ``eigh`` (batched) up to :data:`DENSE_MAX_DIM` -- from ``problem.hessian`` or
     central differences of the gradient; above, Lanczos (``eigsh``) on Hessian-vector
-    products for the :data:`_LANCZOS_K` smallest eigenvalues and the largest modulus.
+    products: the largest eigenvalue (scale, 3 digits) and the smallest, or the
+    :data:`_LANCZOS_K` smallest when that one is not clearly negative (then ``n_negative`` and
+    the null directions come from those).
     Returns ``(evals, evecs, scale, fd)``: per point ascending eigenvalues (all, or the
     smallest ones) with eigenvectors as columns, ``S = max(1, max |eig|)`` and a flag.
 
@@ -203,9 +205,14 @@ def hessian_spectrum(problem: Any, X: np.ndarray) -> tuple[list[np.ndarray], lis
 
         op = LinearOperator((d, d), matvec=matvec, matmat=matvec, dtype=float)
         v0 = np.ones(d) / np.sqrt(d)
-        top = eigsh(op, k=1, which="LM", tol=1e-6, v0=v0, return_eigenvectors=False)
-        S = max(1.0, float(np.abs(top[0])))
-        w, V = eigsh(op, k=min(_LANCZOS_K, d - 1), which="SA", tol=1e-10, v0=v0)
+        # the scale needs 3 digits; the least eigenvalue many.  The smallest first: a clearly
+        # negative one decides (n_negative then counts the computed eigenvalues only);
+        # otherwise the null space needs the _LANCZOS_K smallest.
+        top = eigsh(op, k=1, which="LA", tol=1e-3, v0=v0, return_eigenvectors=False)
+        w, V = eigsh(op, k=1, which="SA", tol=1e-10, v0=v0)
+        S = max(1.0, float(np.abs(top[0])), float(np.max(np.abs(w))))
+        if not w.min() < -1e-6 * S:
+            w, V = eigsh(op, k=min(_LANCZOS_K, d - 1), which="SA", tol=1e-8, v0=v0)
         order = np.argsort(w)
         evals.append(w[order])
         evecs.append(V[:, order])
