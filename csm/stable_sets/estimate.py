@@ -60,6 +60,7 @@ class ChunkSpec:
     momentum: float = 0.0
     nesterov: bool = False
     polish: bool = False
+    width: int | None = None
 
 
 def polish_limits(problem: Any, theta: np.ndarray, loss: np.ndarray, gtol: float
@@ -111,7 +112,7 @@ def run_chunk(spec: ChunkSpec, seedseq: np.random.SeedSequence, size: int) -> di
         raise NonFiniteError(f"`{who}(rng, {size})` returned NaN or infinity")
     run = descend(problem, X0, spec.step, max_steps=spec.max_steps, tol=spec.tol,
                   patience=spec.patience, diverge_norm=spec.diverge_norm, sublevel=spec.sublevel,
-                  momentum=spec.momentum, nesterov=spec.nesterov)
+                  momentum=spec.momentum, nesterov=spec.nesterov, width=spec.width)
     theta, status, grad_norm, rule = run.theta.copy(), run.status, run.grad_norm.copy(), run.rule.copy()
     loss = np.full(size, np.nan)
     fin = np.isfinite(theta).all(axis=1)
@@ -268,6 +269,7 @@ def estimate_stable_set(
     momentum: float = 0.0,
     nesterov: bool = False,
     polish: bool = False,
+    width: int | None = None,
 ) -> StableSetEstimate:
     """Estimate where gradient descent from random initialisations converges.
 
@@ -346,6 +348,10 @@ def estimate_stable_set(
     momentum, nesterov : float, bool
         Run the heavy-ball (or Nesterov) method with momentum ``beta`` in ``[0, 1)`` instead of
         plain gradient descent (:mod:`csm.momentum`; limits are identified the same way).
+    width : int, optional
+        Continuous batching inside a chunk: at most ``width`` runs are stepped together and
+        finished runs are replaced by pending ones (:func:`csm.orbits.descend`); results are
+        identical for every ``width``.  Useful with large ``chunk_size``.
     polish : bool
         Refine every converged limit by Levenberg--Marquardt on the gradient before naming it,
         keeping the refined point only when a path inside the sublevel set joins it to where
@@ -439,7 +445,7 @@ def estimate_stable_set(
         raise InputError(f"`momentum` must be a number in [0, 1), got {momentum!r}")
     spec = ChunkSpec(problem, step, sampler, max_steps, tol, patience, diverge_norm, match_tol,
                      slow_radius, bool(certify), sublevel, listed, momentum, bool(nesterov),
-                     bool(polish))
+                     bool(polish), None if width is None else positive_int(width, "width"))
     sizes = _chunk_sizes(n, chunk_size)
     seeds = np.random.SeedSequence(seed).spawn(len(sizes))
 
