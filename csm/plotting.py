@@ -1,9 +1,17 @@
-"""Figures without pyplot: a matplotlib Figure on the Agg canvas (no display, no global state)."""
+"""Figures without pyplot: a matplotlib Figure on the Agg canvas (no display, no global state).
+
+Every PNG is rendered into memory and written with :func:`csm._io.atomic_write` (a temporary
+file renamed over the destination: a symbolic link planted there is replaced, never followed;
+with ``root`` the destination must resolve inside that folder).
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
+
+from ._io import atomic_write
 
 __all__ = ["new_figure", "save_figure", "figure_path"]
 
@@ -25,8 +33,17 @@ def figure_path(out_dir: Path | str, name: str) -> Path:
     return p / f"{name}.png"
 
 
-def save_figure(fig: Any, path: Path | str) -> str:
-    """Lay out and write ``fig`` as PNG; return the path as a string."""
+def save_figure(fig: Any, path: Path | str, *, root: Path | str | None = None) -> str:
+    """Lay out and write ``fig`` as PNG (atomically; inside ``root`` if given); return the path.
+
+    ``root`` defaults to the folder above ``figures/`` when ``path`` is ``.../figures/x.png``
+    (the output folder of ``csm reproduce``), else to the file's own folder.
+    """
+    path = Path(path)
+    if root is None:
+        root = path.parent.parent if path.parent.name == "figures" else path.parent
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write(path, buf.getvalue(), root=root)
     return str(path)
