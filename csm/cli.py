@@ -245,7 +245,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments import ExperimentConfig, run_experiments, write_report
 
     cfg = ExperimentConfig(quick=args.quick, out_dir=Path(args.out), seed=args.seed,
-                           progress=_progress(args))
+                           progress=_progress(args), command=["csm", *args.argv])
     rep = run_experiments(cfg, only=args.only)
     path = write_report(rep)
     lines = [f"{'ok ' if r.agrees else 'FAIL'} {r.name}: "
@@ -354,6 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = None
     try:
         args = build_parser().parse_args(argv)
+        args.argv = argv
         return int(args.func(args))
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)

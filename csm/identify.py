@@ -24,7 +24,7 @@ is resolved when ``|h| > zero_tol``,
 ``fd = sqrt(eps_mach) S`` when the Hessian comes from finite differences of the gradient.  The
 first term covers degenerate critical points: for ``L = x^3/3`` a point with gradient ``g = x^2``
 has Hessian ``2x = 2 sqrt(g)``; the others are round-off.  Along every null direction ``v``
-(``|h| <= zero_tol``) the loss is probed at ``t = 1e-4, 1e-3, 1e-2, 3e-2, 1e-1`` times
+(``|h| <= zero_tol``) the loss is probed at ``t = 1e-6, 1e-5, ..., 1e-2, 3e-2, 1e-1`` times
 ``max(1, |theta|)``, both signs: **descent** is ``L(theta + t v) - L(theta) < -(|G.v| t +
 zero_tol t^2 / 2 + noise)`` at some ``t`` -- a decrease that neither the remaining gradient nor
 the unresolved curvature explains -- with the loss strictly below ``L(theta)`` at every smaller
@@ -305,13 +305,13 @@ def certify_limits(problem: Any, X: Any, *, grad_norm: Any = None, min_loss: flo
     if probe_dirs:
         Vd = np.concatenate(probe_dirs)
         own = np.concatenate(owner)
-        ts = np.array([1e-4, 1e-3, 1e-2, 3e-2, 1e-1])
+        ts = np.array([1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1])
         tscale = np.maximum(1.0, np.linalg.norm(X[own], axis=1))
         gv = np.abs(np.sum(G[own] * Vd, axis=1))[:, None]
         noise = 64 * _EPS * np.maximum(np.abs(L[own]), 1e-300)[:, None] + 1e-300
         dec = np.zeros(len(own), dtype=bool)
         for sign in (1.0, -1.0):
-            T = sign * ts[None, :] * tscale[:, None]  # (m, 5), increasing |t|
+            T = sign * ts[None, :] * tscale[:, None]  # (m, 7), increasing |t|
             P = X[own][:, None, :] + T[:, :, None] * Vd[:, None, :]
             with np.errstate(all="ignore"):
                 Lp = np.asarray(problem.loss(P.reshape(-1, d)), dtype=float).reshape(T.shape)
