@@ -1,179 +1,284 @@
-"""Benchmark: batched gradient-descent steps on the shallow ReLU integral loss (paper §4).
+"""Benchmark: gradient-descent steps on the shallow ReLU integral loss vs tuned PyTorch.
 
-Compares csm's exact ``O(N log N)`` loss + gradient (``ReluProblem.loss_and_gradient``) with
-the baseline a user would otherwise write: the integral replaced by a Riemann sum on a uniform
-grid of ``--grid`` midpoints, differentiated by PyTorch autograd (skipped with a message when
-torch is not importable) and a hand-written NumPy version of the same grid loss.
+csm computes the exact loss and gradient (sorted breakpoints, prefix sums, ``O(N log N)`` per
+network; the compiled kernel when numba is installed, else the NumPy path).  The baseline is
+what a competent PyTorch user would write for the same GD step: the integral replaced by a
+Riemann sum on ``--grid`` midpoints, autograd for the gradient, **one thread**
+(``torch.set_num_threads(1)``; csm runs on one thread too), float32 **and** float64, the
+batch processed in chunks, and -- tuned per (N, batch, dtype) before timing -- the best of
+``bmm`` / ``einsum`` for the hidden-to-output contraction and the best chunk size of
+``--chunks`` elements (``chunk networks x N x grid``).  The iterates stay in a torch tensor
+(no NumPy round trips).
 
-Printed: network-steps per second (batch size x steps / seconds), time per batched step, the
-ratios, each baseline's loss error against the exact value, and the growth exponent of our
-time per step in N (log-log fit; N log N growth shows as an exponent slightly above 1).
+csm is timed four ways, each a full GD step ``X <- X - gamma G(X)`` on the whole batch:
 
-The grid baselines need ``batch x N x grid`` floats per array; they are evaluated in chunks of
-at most ``--chunk`` networks and, to keep the run short, timed on ``--baseline-batch``
-networks (throughput is linear in the batch).  Run::
+* ``step``  -- ``Engine.gd_steps(X, gamma, 1, out=X)``: one step per call, loss, gradient and
+  update fused, in place (the loss returned is that of the pre-step iterate, as torch's);
+  **the figure the ratios use**;
+* ``lg``    -- ``Engine.loss_and_gradient(X, out=(L, G))`` + in-place NumPy update (what a
+  generic GD loop such as ``csm.descend`` does; output buffers reused);
+* ``api``   -- the public ``ReluProblem.loss_and_gradient(X)`` + ``X - gamma G`` (input
+  validation and fresh arrays every step);
+* ``fused`` -- ``Engine.gd_steps(X, gamma, 10, out=X)``: ten steps per call, each network
+  runs its steps while in L1 (no per-step overhead), time / 10.
 
-    python benchmarks/relu_gd.py                       # N = 4, 16, 64, batch 10^4
-    python benchmarks/relu_gd.py --N 4 8 16 32 64 128 --batch 20000 --repeats 5
-    /tmp/venv-torch/bin/python benchmarks/relu_gd.py   # with the torch baseline
+Ratios are torch time / csm time from the min over interleaved rounds (median in the JSON
+record and in brackets).  At large batches the torch baseline is timed on whole chunks
+covering at most ``--torch-budget`` grid elements and scaled linearly to the batch (its cost
+is a sum over independent chunks; ``--full-torch`` times the whole batch).
+
+Run::
+
+    python benchmarks/relu_gd.py                      # N 4 16 64 256 x batch 1 100 10000
+    python benchmarks/relu_gd.py --N 4 16 --batch 100 --rounds 9
+    CSM_DISABLE_NUMBA=1 python benchmarks/relu_gd.py  # the NumPy path
+
+Needs ``pip install torch`` (``pip install -e '.[bench]'``) for the baseline; without torch
+only csm's figures are printed.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import time
+import os
+import sys
 
 import numpy as np
 
-import csm
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import csm  # noqa: E402
+from _harness import Record, compare, fmt_s  # noqa: E402
 
 
-def _best_time(fn, repeats: int) -> float:
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def grid_numpy_step(X: np.ndarray, x: np.ndarray, fx: np.ndarray, hgrid: float, N: int,
-                    step: float, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-    """One GD step of the grid loss ``hgrid * sum_i e(x_i)^2`` with a hand-written backward."""
-    L = np.empty(len(X))
-    Xn = np.empty_like(X)
-    for s in range(0, len(X), chunk):
-        T = X[s:s + chunk]
-        W, B, V, c = T[:, :N, None], T[:, N:2 * N, None], T[:, 2 * N:3 * N], T[:, 3 * N]
-        pre = W * x + B                       # (b, N, K)
-        act = np.maximum(pre, 0.0)
-        e = c[:, None] + np.einsum("bj,bjk->bk", V, act) - fx
-        L[s:s + chunk] = hgrid * np.einsum("bk,bk->b", e, e)
-        ge = 2.0 * hgrid * e                  # dL/de
-        gv = np.einsum("bk,bjk->bj", ge, act)
-        gpre = (pre > 0) * (V[:, :, None] * ge[:, None, :])
-        gw = np.einsum("bjk,k->bj", gpre, x)
-        gb = gpre.sum(axis=2)
-        gc = ge.sum(axis=1)
-        G = np.concatenate([gw, gb, gv, gc[:, None]], axis=1)
-        Xn[s:s + chunk] = T - step * G
-    return L, Xn
-
-
-def make_torch_step(torch, x_np: np.ndarray, fx_np: np.ndarray, hgrid: float, N: int,
-                    step: float, chunk: int):
-    x = torch.tensor(x_np, dtype=torch.float64)
-    fx = torch.tensor(fx_np, dtype=torch.float64)
+def make_torch_stepper(torch, N: int, xg: np.ndarray, fx: np.ndarray, hgrid: float,
+                       gamma: float, dtype, chunk: int, mode: str):
+    """One GD step of the grid loss on a torch tensor ``Xt (b, 3N+1)``, in place."""
+    x = torch.tensor(xg, dtype=dtype)
+    f = torch.tensor(fx, dtype=dtype)
 
     def loss_fn(T):
-        W, B, V, c = T[:, :N, None], T[:, N:2 * N, None], T[:, 2 * N:3 * N, None], T[:, 3 * N:]
-        out = c + (V * torch.relu(W * x + B)).sum(dim=1)
-        return hgrid * ((out - fx) ** 2).sum(dim=1)
+        W, B, V, c = T[:, :N, None], T[:, N:2 * N, None], T[:, 2 * N:3 * N], T[:, 3 * N:]
+        act = torch.relu(W * x + B)                              # (b, N, K)
+        if mode == "bmm":
+            out = torch.bmm(V[:, None, :], act)[:, 0, :]
+        else:
+            out = torch.einsum("bj,bjk->bk", V, act)
+        r = out + c - f
+        return hgrid * (r * r).sum(dim=1)
 
-    def gd_step(X_np: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        L = np.empty(len(X_np))
-        Xn = np.empty_like(X_np)
-        for s in range(0, len(X_np), chunk):
-            T = torch.tensor(X_np[s:s + chunk], dtype=torch.float64, requires_grad=True)
-            loss = loss_fn(T)
-            loss.sum().backward()
+    def step(Xt):
+        for s in range(0, Xt.shape[0], chunk):
+            T = Xt[s:s + chunk].detach().requires_grad_(True)
+            L = loss_fn(T)
+            (g,) = torch.autograd.grad(L.sum(), T)
             with torch.no_grad():
-                Xn[s:s + chunk] = (T - step * T.grad).numpy()
-            L[s:s + chunk] = loss.detach().numpy()
-        return L, Xn
+                Xt[s:s + chunk] -= gamma * g
+        return L
 
-    return gd_step
+    return step, loss_fn
+
+
+def tune_torch(torch, N, xg, fx, hgrid, gamma, dtype, X0, chunks_el, K):
+    """Best (chunk networks, mode) for this batch: 3 interleaved rounds per candidate."""
+    Bt = X0.shape[0]
+    cands = []
+    seen = set()
+    for el in chunks_el:
+        ch = max(1, min(Bt, int(el // (N * K))))
+        for mode in ("bmm", "einsum"):
+            if (ch, mode) not in seen:
+                seen.add((ch, mode))
+                cands.append((ch, mode))
+    # tune on at most ~4 of the largest chunks' worth of networks
+    nt = min(Bt, max(c for c, _ in cands) * 2)
+    Xt = torch.tensor(X0[:nt], dtype=dtype)
+    fns = {}
+    for ch, mode in cands:
+        st, _ = make_torch_stepper(torch, N, xg, fx, hgrid, gamma, dtype, ch, mode)
+        fns[(ch, mode)] = (lambda st=st: st(Xt))
+    res = compare({str(k): v for k, v in fns.items()}, rounds=5,
+                  number={str(k): 1 for k in fns})
+    best = min(fns, key=lambda k: res[str(k)].min)
+    # per-network seconds of each candidate (tuning batches differ in size)
+    return best, {str(k): res[str(k)].min / nt for k in fns}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--N", type=int, nargs="+", default=[4, 16, 64], help="neuron counts")
-    ap.add_argument("--batch", type=int, default=10_000, help="networks per batched step")
-    ap.add_argument("--baseline-batch", type=int, default=2_000,
-                    help="networks used to time the grid baselines (throughput is linear)")
-    ap.add_argument("--grid", type=int, default=1000, help="grid points of the baselines")
-    ap.add_argument("--chunk", type=int, default=0,
-                    help="networks per chunk in the baselines (default: ~2e7 floats per array)")
-    ap.add_argument("--repeats", type=int, default=3, help="timing repeats (best is kept)")
+    ap.add_argument("--N", type=int, nargs="+", default=[4, 16, 64, 256])
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 100, 10_000])
+    ap.add_argument("--grid", type=int, default=1000, help="grid midpoints of the baseline")
+    ap.add_argument("--chunks", type=float, nargs="+", default=[2.5e5, 5e5, 1e6, 2e6, 4e6],
+                    help="torch chunk sizes (grid elements) tried per cell")
+    ap.add_argument("--torch-budget", type=float, default=2e8,
+                    help="max grid elements per timed torch step (whole chunks; scaled)")
+    ap.add_argument("--full-torch", action="store_true", help="time torch on the full batch")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (>= 5)")
     ap.add_argument("--step-size", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-torch", action="store_true", help="skip the torch baseline")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--json", default=None, help="record path (default benchmarks/results/)")
     args = ap.parse_args(argv)
 
-    try:
-        if args.no_torch:
-            raise ImportError("--no-torch")
-        import torch  # noqa: F401
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
 
-        torch.set_num_threads(max(1, torch.get_num_threads()))
-        torch_msg = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
-    except ImportError as exc:
-        torch = None
-        torch_msg = f"torch baseline skipped ({exc}); see the module docstring"
-    print(f"csm {csm.__version__}, numpy {np.__version__}; {torch_msg}")
-    print(f"batch {args.batch} (baselines timed on {min(args.batch, args.baseline_batch)}), "
-          f"grid {args.grid} midpoints, best of {args.repeats}, float64\n")
+            torch.set_num_threads(1)
+        except ImportError as exc:
+            print(f"torch baseline skipped: {exc} (pip install torch)")
+            torch = None
+    from csm_relu._engine import Engine, numba_kernel
 
-    header = (f"{'N':>4} {'ours steps/s':>13} {'ms/step':>9} {'numpy-grid':>11} "
-              f"{'ratio':>7} {'torch-grid':>11} {'ratio':>7} {'grid loss err (np / torch)':>28}")
-    print(header)
-    print("-" * len(header))
+    nk = numba_kernel()
+    path = "numba kernel" if nk is not None else "NumPy path"
+    print(f"csm {csm.__version__} ({path}), numpy {np.__version__}"
+          + (f", torch {torch.__version__} (1 thread)" if torch else ""))
+    print(f"grid {args.grid} midpoints; {args.rounds} interleaved rounds, min [median]; "
+          f"gamma {args.step_size}\n")
+    rec = Record("relu_gd", args)
+    rec.note(csm_path=path)
+    K = args.grid
+    gamma = args.step_size
     rng = np.random.default_rng(args.seed)
-    times = []
+
+    hdr = (f"{'N':>4} {'B':>6} | {'csm step':>9} {'ns/n-st':>7} | {'torch f32':>9} "
+           f"{'cfg':>12} {'torch f64':>9} {'cfg':>12} | {'x f32':>13} {'x f64':>13} | "
+           f"{'lg':>9} {'x f32':>6} | {'api':>9} {'x f32':>6} | {'fused/st':>9} {'x f32':>6}")
+    print(hdr)
+    print("-" * len(hdr))
+    summary = {}
+    tuned = {}
     for N in args.N:
         p = csm.get_problem("relu", N=N)
-        X = p.sample(rng, args.batch)
-        gamma = args.step_size
-
-        def ours():
-            L, G = p.loss_and_gradient(X)
-            return X - gamma * G
-
-        ours()
-        t_ours = _best_time(ours, args.repeats)
-        times.append(t_ours)
-        thr_ours = args.batch / t_ours
-
-        Bb = min(args.batch, args.baseline_batch)
-        Xb = X[:Bb]
-        K = args.grid
+        eng = Engine(N, p.alpha, p.beta, np.asarray(p.target))
         hgrid = (p.beta - p.alpha) / K
         xg = p.alpha + (np.arange(K) + 0.5) * hgrid
         fx = p.target_function(xg)
-        chunk = args.chunk or max(1, int(2e7 // (N * K)))
-        L_exact = p.loss(Xb)
-        Lnp, _ = grid_numpy_step(Xb, xg, fx, hgrid, N, gamma, chunk)
-        t_np = _best_time(lambda: grid_numpy_step(Xb, xg, fx, hgrid, N, gamma, chunk),
-                          args.repeats)
-        thr_np = Bb / t_np
-        err_np = float(np.median(np.abs(Lnp - L_exact) / L_exact))
-        if torch is not None:
-            tstep = make_torch_step(torch, xg, fx, hgrid, N, gamma, chunk)
-            Lt, _ = tstep(Xb)
-            t_t = _best_time(lambda: tstep(Xb), args.repeats)
-            thr_t = Bb / t_t
-            err_t = float(np.median(np.abs(Lt - L_exact) / L_exact))
-            tcol = f"{thr_t:11.3g} {thr_ours / thr_t:6.1f}x"
-            ecol = f"{err_np:.1e} / {err_t:.1e}"
-        else:
-            tcol = f"{'skipped':>11} {'-':>7}"
-            ecol = f"{err_np:.1e} / -"
-        print(f"{N:4d} {thr_ours:13.3g} {1e3 * t_ours:9.2f} {thr_np:11.3g} "
-              f"{thr_ours / thr_np:6.1f}x {tcol} {ecol:>28}")
+        for B in args.batch:
+            X0 = p.sample(rng, B)
+            # --- csm contenders (each owns its iterate)
+            Xs = X0.copy()
 
-    if len(args.N) >= 2:
-        lN = np.log(np.asarray(args.N, float))
-        slope = np.polyfit(lN, np.log(times), 1)[0]
-        nlogn = np.asarray(args.N) * np.log2(np.maximum(2, np.asarray(args.N)))
-        print(f"\nours: time per step vs N -- fitted exponent {slope:.2f} "
-              f"(N log N over this range would give "
-              f"{np.polyfit(lN, np.log(nlogn), 1)[0]:.2f})")
-        for N, t, nl in zip(args.N, times, nlogn):
-            print(f"  N={N:4d}: {1e3 * t:8.2f} ms/step, {1e9 * t / (args.batch * nl):7.2f} "
-                  f"ns per network per N log2 N")
-    print("\n'grid loss err' = median |L_grid - L_exact| / L_exact at the sampled networks "
-          "(ours is exact to rounding).")
+            def csm_step():  # one fused GD step per call (loss at the pre-step iterate)
+                eng.gd_steps(Xs, gamma, 1, out=Xs)
+
+            Xl, Ll, Gl = X0.copy(), np.empty(B), np.empty_like(X0)
+            Gl.fill(0.0)
+            Ll.fill(0.0)
+
+            def csm_lg():  # loss_and_gradient into reused buffers + NumPy update
+                eng.loss_and_gradient(Xl, out=(Ll, Gl))
+                Gl.__imul__(gamma)
+                Xl.__isub__(Gl)
+
+            Xa = [X0.copy()]
+
+            def csm_api():  # the public problem API, fresh arrays every step
+                L, G = p.loss_and_gradient(Xa[0])
+                Xa[0] = Xa[0] - gamma * G
+
+            Xf = X0.copy()
+            KF = 10
+
+            def csm_fused():  # ten steps per call
+                eng.gd_steps(Xf, gamma, KF, out=Xf)
+
+            fns = {"csm_step": csm_step, "csm_lg": csm_lg, "csm_api": csm_api,
+                   "csm_fused": csm_fused}
+            row = {"N": N, "B": B}
+            scale = {}
+            if torch is not None:
+                if args.full_torch:
+                    Bt = B
+                else:
+                    Bt = min(B, max(1, int(args.torch_budget // (N * K))))
+                for name, dt in (("torch_f32", torch.float32), ("torch_f64", torch.float64)):
+                    if B * N * K <= min(args.chunks):
+                        # the batch is one chunk of any candidate size: only the mode matters
+                        (ch, mode), tried = tune_torch(torch, N, xg, fx, hgrid, gamma, dt,
+                                                       X0[:Bt], [B * N * K], K)
+                    else:
+                        # tuned once per (N, dtype) on a large batch, reused
+                        key = (N, name)
+                        if key not in tuned:
+                            Xtune = p.sample(np.random.default_rng(1), max(args.batch))
+                            tuned[key] = tune_torch(torch, N, xg, fx, hgrid, gamma, dt,
+                                                    Xtune, args.chunks, K)
+                        (ch, mode), tried = tuned[key]
+                        ch = min(ch, B)
+                    if Bt < B:  # whole chunks only
+                        Bt_c = max(ch, (Bt // ch) * ch)
+                    else:
+                        Bt_c = B
+                    st, loss_fn = make_torch_stepper(torch, N, xg, fx, hgrid, gamma, dt, ch,
+                                                     mode)
+                    Xt = torch.tensor(X0[:Bt_c], dtype=dt)
+                    fns[name] = (lambda st=st, Xt=Xt: st(Xt))
+                    scale[name] = B / Bt_c
+                    with torch.no_grad():
+                        Lg = loss_fn(torch.tensor(X0[:min(Bt_c, 200)], dtype=dt)).double()
+                    Le = p.loss(X0[:min(Bt_c, 200)])
+                    row[name + "_cfg"] = {"chunk_networks": ch, "chunk_elements": ch * N * K,
+                                          "mode": mode, "timed_networks": Bt_c,
+                                          "tuning_min_s": tried,
+                                          "grid_loss_rel_err_median": float(np.median(
+                                              np.abs(Lg.numpy() - Le) / Le))}
+            res = compare(fns, rounds=args.rounds, round_s=0.03)
+            t = {k: res[k].min * scale.get(k, 1.0) for k in fns}
+            tm = {k: res[k].median * scale.get(k, 1.0) for k in fns}
+            t["csm_fused"] /= KF
+            tm["csm_fused"] /= KF
+            row.update({k: {"min_s": t[k], "median_s": tm[k], "scaled_by": scale.get(k, 1.0),
+                            "rounds": res[k].as_dict()} for k in fns})
+            ns = 1e9 * t["csm_step"] / (B * N)
+            row["csm_step_ns_per_neuron_step"] = ns
+            row["csm_fused_ns_per_neuron_step"] = 1e9 * t["csm_fused"] / (B * N)
+            line = f"{N:4d} {B:6d} | {fmt_s(t['csm_step']):>9} {ns:7.1f} |"
+            if torch is not None:
+                for name in ("torch_f32", "torch_f64"):
+                    cfg = row[name + "_cfg"]
+                    line += f" {fmt_s(t[name]):>9} {cfg['mode'][:3]}/{cfg['chunk_networks']:<8d}"
+                line += " |"
+                for name in ("torch_f32", "torch_f64"):
+                    r, rm = t[name] / t["csm_step"], tm[name] / tm["csm_step"]
+                    row[f"ratio_{name}"] = {"min": r, "median": rm}
+                    line += f" {r:6.1f} [{rm:5.1f}]"
+                line += " |"
+                for v in ("csm_lg", "csm_api", "csm_fused"):
+                    r = t["torch_f32"] / t[v]
+                    row[f"ratio_torch_f32_{v[4:]}"] = r
+                    line += f" {fmt_s(t[v]):>9} {r:6.0f} |"
+            else:
+                line += " " + " ".join(f"{v[4:]} {fmt_s(t[v])}" for v in
+                                      ("csm_lg", "csm_api", "csm_fused"))
+            print(line, flush=True)
+            rec.add(**row)
+            summary[(N, B)] = row
+
+    # throughput at the largest vs a cache-resident batch
+    if 100 in args.batch and max(args.batch) > 100:
+        Bmax = max(args.batch)
+        print(f"\nns per neuron-step, csm step (fused): B = 100 vs B = {Bmax} "
+              f"(target: no worse at B = {Bmax})")
+        for N in args.N:
+            a, b = summary[(N, 100)], summary[(N, Bmax)]
+            print(f"  N = {N:4d}: {a['csm_step_ns_per_neuron_step']:6.1f} "
+                  f"({a['csm_fused_ns_per_neuron_step']:5.1f})  vs "
+                  f"{b['csm_step_ns_per_neuron_step']:6.1f} "
+                  f"({b['csm_fused_ns_per_neuron_step']:5.1f})")
+    if torch is not None:
+        errs = [r[k + "_cfg"]["grid_loss_rel_err_median"] for r in summary.values()
+                for k in ("torch_f32", "torch_f64")]
+        print(f"\ngrid loss vs exact (median relative error per cell): "
+              f"{min(errs):.1e} .. {max(errs):.1e} (csm is exact to rounding)")
+    print("columns: time per GD step of the whole batch (min over the rounds); ns/n-st = ns "
+          "per neuron-step of csm step; cfg = tuned torch mode/chunk networks; x f32 / x f64 = "
+          "torch time / csm step time from the mins [medians]; lg, api, fused: the other csm "
+          "variants (module docstring) and torch f32 / their time")
+    rec.write(args.json)
     return 0
 
 
