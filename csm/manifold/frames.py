@@ -28,6 +28,9 @@ __all__ = ["DenseFrame", "MatrixFreeFrame", "unstable_eigenpairs"]
 
 #: Rows of a batch of dense Jacobians formed at once (memory: rows * d * d floats).
 _JAC_FLOATS = 2e7
+#: Above this dimension a symmetric map's remainder derivative is applied by Jacobian-vector
+#: products (2 map evaluations each) instead of forming a d x d Jacobian per point.
+_JVP_DIM = 64
 
 
 class DenseFrame:
@@ -89,12 +92,23 @@ class DenseFrame:
         """``(v -> Dr(w) v, u -> Dr(w)^T u)`` rowwise at z-points ``W (S, d)``.
 
         ``Dr(w) = Q^{-1} Dg(x* + Q w) Q - Lambda`` with the map's Jacobian (analytic or
-        central differences); products cost O(S d^2).
+        central differences), products O(S d^2); for a symmetric map with exact JVPs or
+        ``d > 64``, by Jacobian-vector products instead (no Jacobian is formed).
         """
-        J = self.g.jacobian(self.fixed_point + W @ self.Q.T)  # (S, d, d)
+        block, Q, Qi = self.split.block, self.Q, self.Q_inv
+        X = self.fixed_point + W @ Q.T
+        if self.g.symmetric and (self.g.has_analytic_jvp or self.dim > _JVP_DIM):
+            # products only (no d x d Jacobian per point): Dg symmetric, so Dg^T = Dg
+            def apply_jvp(V: np.ndarray) -> np.ndarray:
+                return self.g.jvp(X, V @ Q.T) @ Qi.T - V @ block.T
+
+            def apply_jvp_T(U: np.ndarray) -> np.ndarray:
+                return self.g.jvp(X, U @ Qi) @ Q - U @ block
+
+            return apply_jvp, apply_jvp_T
+        J = self.g.jacobian(X)  # (S, d, d)
         J = np.ascontiguousarray(J.reshape(W.shape[0], self.dim, self.dim))
         JT = np.ascontiguousarray(np.swapaxes(J, 1, 2))
-        block, Q, Qi = self.split.block, self.Q, self.Q_inv
 
         def apply(V: np.ndarray) -> np.ndarray:
             return np.matmul(J, (V @ Q.T)[:, :, None])[:, :, 0] @ Qi.T - V @ block.T
@@ -106,7 +120,9 @@ class DenseFrame:
 
     @property
     def chunk(self) -> int:
-        """Rows of z-points whose Jacobians fit the memory budget at once."""
+        """Rows of z-points whose Jacobians (or products) fit the memory budget at once."""
+        if self.g.symmetric and (self.g.has_analytic_jvp or self.dim > _JVP_DIM):
+            return max(1, int(_JAC_FLOATS // (8 * self.dim)))
         return max(1, int(_JAC_FLOATS // (self.dim * self.dim)))
 
 
