@@ -17,7 +17,9 @@ Module map:
 - :mod:`~csm_network.regions` -- activation patterns and genuine differentiable local minima
   (Liu, arXiv 2002.04763);
 - :mod:`~csm_network.embedding` -- network embedding from width ``N`` into ``N + 1``
-  (arXiv 2402.05626, §5).
+  (arXiv 2402.05626, §5);
+- :mod:`~csm_network.experiments` -- the ``csm reproduce`` experiments of issue 12
+  (``network-zigzag``, ``network-escape``, ``network-genuine-minima``, ``network-embedding``).
 
 Documentation: ``docs/plugins/network.md``.
 """
@@ -29,7 +31,8 @@ import csm
 from .activations import Activation, parse_activation, piecewise
 from .problem import NetworkProblem
 
-__all__ = ["NetworkProblem", "Activation", "parse_activation", "piecewise", "csm_problems"]
+__all__ = ["NetworkProblem", "Activation", "parse_activation", "piecewise", "csm_problems",
+           "csm_experiments"]
 
 
 @csm.hookimpl
@@ -41,3 +44,11 @@ def csm_problems() -> list[csm.ProblemFactory]:
         "piecewise polynomial), empirical squared loss on finite data (paper §3)",
         NetworkProblem,
     )]
+
+
+@csm.hookimpl
+def csm_experiments() -> list[csm.Experiment]:
+    """The ``csm reproduce`` experiments of this plugin (see :mod:`.experiments`)."""
+    from .experiments import EXPERIMENTS
+
+    return list(EXPERIMENTS)

@@ -231,7 +231,7 @@ def _region(problem: Any, S: np.ndarray, interior: np.ndarray, tol: float) -> Re
     size = np.bincount(grp, minlength=G)
     A = np.where(S[first].T > 0, ap, am)  # (m, G)
     Phi = np.hstack([(A[:, :, None] * Xt[:, None, :]).reshape(m, G * D), np.ones((m, 1))])
-    _, sv, Vt = np.linalg.svd(Phi, full_matrices=True)
+    _, sv, Vt = np.linalg.svd(Phi, full_matrices=False)
     rank = int(np.sum(sv > sv[0] * 1e-12)) if sv.size and sv[0] > 0 else 0
     beta = np.linalg.lstsq(Phi, y, rcond=None)[0]
     fit = Phi @ beta
