@@ -44,7 +44,7 @@ from .problem import (
     ProblemFactory,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "split_spectrum": ".spectral",
