@@ -1,7 +1,7 @@
 """Validation of problem parameters, for plugins (raises :class:`csm.ParameterError`).
 
 Every message names the owner (problem), the parameter, the value received and what is
-accepted (DESIGN.md, *Conventions*)::
+accepted (docs/architecture.md, *Vocabulary*)::
 
     n = csm.params.integer(n, "n", 2, owner="phase_retrieval")
 """

@@ -1,8 +1,8 @@
-"""csm plugin ``leaky_relu``: shallow leaky ReLU networks, integral loss (paper §5, MATH.md §5).
+"""csm plugin ``leaky_relu``: shallow leaky ReLU networks, integral loss (paper §5, docs/theory.md §5).
 
 A second example of a csm plugin -- this one is built *on another plugin*: the leaky loss is
 the ReLU loss of a network with twice as many neurons, ``L_leaky = L_relu,2N o D`` (the
-neuron-doubling map ``D`` of MATH.md §5), so it imports :class:`csm_relu.ReluProblem` and
+neuron-doubling map ``D`` of docs/theory.md §5), so it imports :class:`csm_relu.ReluProblem` and
 reuses its exact integrals (plugin-to-plugin imports of public names are fine; both are
 ordinary packages).
 

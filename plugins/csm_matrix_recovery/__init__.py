@@ -41,7 +41,7 @@ A built-in plugin written as a third party would write one -- read it as a tutor
 
 Conventions: ``lambda_k = r - k + 1`` (distinct, well separated), eigenvectors from ``seed``;
 the ℓ1 gradient is the a.e. gradient with ``sign(0) = 0``; initial points have i.i.d.
-``N(0, 1)`` entries.  See ``docs/plugins/matrix_recovery.md`` and MATH.md §7.
+``N(0, 1)`` entries.  See ``docs/plugins/matrix_recovery.md`` and docs/theory.md §7.
 """
 
 from __future__ import annotations

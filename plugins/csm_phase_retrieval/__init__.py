@@ -45,7 +45,7 @@ doubles as a short tutorial.
 
 Conventions: ``x* = g/|g|`` with ``g ~ N(0, I_n)`` from ``seed`` (so ``|x*| = 1``); the ℓ1
 gradient is the a.e. gradient with ``sign(0) = 0``; initial points are ``N(0, I_n)``.
-See ``docs/plugins/phase_retrieval.md`` and MATH.md §6.
+See ``docs/plugins/phase_retrieval.md`` and docs/theory.md §6.
 """
 
 from __future__ import annotations

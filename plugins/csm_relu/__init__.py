@@ -1,4 +1,4 @@
-"""csm plugin ``relu``: shallow ReLU networks with the integral loss (paper §4, MATH.md §2--§4).
+"""csm plugin ``relu``: shallow ReLU networks with the integral loss (paper §4, docs/theory.md §2--§4).
 
 This package is a built-in plugin written exactly as a third party would write one, so it
 doubles as a short tutorial on writing a csm plugin.

@@ -1,4 +1,4 @@
-"""Exact, batched piecewise-polynomial integrals for the shallow ReLU loss (MATH.md §2, §4).
+"""Exact, batched piecewise-polynomial integrals for the shallow ReLU loss (docs/theory.md §2, §4).
 
 Everything here works on a batch ``X`` of shape ``(B, 3N + 1)`` with the layout
 ``theta = (w_1..w_N, b_1..b_N, v_1..v_N, c)`` and is vectorised over the batch and over the
@@ -429,7 +429,7 @@ class Engine:
         """Loss ``(B,)`` and the paper's generalised gradient ``G`` ``(B, 3N+1)``.
 
         ``ori`` (optional, ``(N,)`` ints in {0, +1, -1}) requests the modified gradient
-        ``G_J`` of MATH.md §4: +1 for ``J_+`` (signed interval ``[t_j, beta]``), -1 for ``J_-``
+        ``G_J`` of docs/theory.md §4: +1 for ``J_+`` (signed interval ``[t_j, beta]``), -1 for ``J_-``
         (``[alpha, t_j]``), 0 for unmodified neurons.  ``out = (L, G)``: C-contiguous float64
         buffers to write into (``L`` may be ``None`` when ``need_loss`` is false), reused
         across steps by a caller that runs many; the results are returned either way.
@@ -600,8 +600,8 @@ class Engine:
         ``phi_i = 1_{[lo_i, hi_i]}(x) (p_i x + q_i)`` (``dN/dtheta_i``), the ``e``-terms
         ``E[v_j, w_j] = int_{A_j} e x``, ``E[v_j, b_j] = int_{A_j} e`` and the moving-breakpoint
         terms ``v_j e(t_j) / |w_j| [[t^2, t], [t, 1]]`` in the ``(w_j, b_j)`` block, included
-        when ``t_j`` lies strictly inside ``(alpha, beta)`` (MATH.md §2).  For ``G_J`` the rows of
-        the ``J`` neurons use the signed intervals of MATH.md §4 and their exact derivatives
+        when ``t_j`` lies strictly inside ``(alpha, beta)`` (docs/theory.md §2).  For ``G_J`` the rows of
+        the ``J`` neurons use the signed intervals of docs/theory.md §4 and their exact derivatives
         (Leibniz rule, with the residual's boundary polynomial past ``alpha``/``beta``).
         """
         N = self.N
