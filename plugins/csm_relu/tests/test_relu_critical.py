@@ -72,7 +72,7 @@ def test_strict_saddles_have_negative_curvature_of_modified_hessian(N, iv, tg):
             assert not c.info["in_S"]
 
 
-def test_zigzag_eigenvalues_of_math_md():
+def test_zigzag_eigenvalues_of_theory_section_3():
     """docs/theory.md §4: on [0, 1], f(x) = x, layer n has 2n negative eigenvalues, least
     -0.0267 (n=1), -0.0085 (n=2), -0.0037 (n=3)."""
     p = ReluProblem(6, (0.0, 1.0), (0.0, 1.0))

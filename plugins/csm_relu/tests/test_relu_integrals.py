@@ -1,4 +1,4 @@
-"""Exactness of the ReLU loss, gradient, Hessian and hvp (MATH.md §2).
+"""Exactness of the ReLU loss, gradient, Hessian and hvp (docs/theory.md §2).
 
 References: scipy's adaptive Gauss--Kronrod quadrature with the breakpoints as ``points``
 (exact on every polynomial piece up to rounding), Richardson-extrapolated central differences
