@@ -1,4 +1,4 @@
-"""The one answer to "what is this limit?" (docs/theory.md §8, "Identifying a limit").
+"""The one answer to "what is this limit?" (docs/theory.md §8.1, "Identifying a limit").
 
 A limit ``theta`` of gradient descent is named, in this order:
 
