@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..plotting import figure_path, new_figure, save_figure
+from ..orbits import trajectories
 from ..problem import CriticalPoint, gd_map
 from .types import Claim
 
@@ -359,12 +360,7 @@ def manifold_slice(
             X = m.fixed_point + C.from_z(pb, qq)
         else:
             X = base.copy()
-        traj = [X]
-        with np.errstate(all="ignore"):
-            for _ in range(n_iter):
-                X = np.asarray(g(X), dtype=float)
-                traj.append(X)
-        T = np.stack(traj, 1)
+        T = trajectories(g, X, n_iter, allow_nonfinite=True)
         flat = T.reshape(-1, T.shape[-1])
         Pz, Qz = C.to_z(flat - m.fixed_point)
         pe = (Pz @ e).reshape(T.shape[0], -1)

@@ -30,6 +30,7 @@ from csm.experiments.kit import (Timer, critical_point_claims, heavy_ball_claims
                                  manifold_claims, mp_gradient, positive_control,
                                  positive_control_figure, stable_set_sweep)
 from csm.plotting import figure_path, new_figure, save_figure
+from csm.orbits import trajectories
 
 REFERENCE = "Paper §3.1, Proposition 2.5, Theorem 2.2"
 
@@ -94,24 +95,14 @@ def _phase_portrait(pop: Any, m: Any, step: float, out_dir: Path, seed: int) -> 
     ax.axvline(0, color="k", lw=1.5, zorder=1,
                label="stable set of the saddle circle: ⟨x, z⟩ = 0")
     rng = np.random.default_rng(seed)
-    starts = rng.standard_normal((24, pop.dim))
-    Y = starts.copy()
-    traj = [Y]
-    for _ in range(1500):
-        Y = Y - step * np.asarray(pop.gradient(Y), dtype=float)
-        traj.append(Y)
-    T = np.stack(traj, 1)
+    gd = csm.GradientDescentMap(pop, step)
+    T = trajectories(gd, rng.standard_normal((24, pop.dim)), 1500)
     for i in range(T.shape[0]):
         a, b = ab(T[i])
         ax.plot(a, b, color="tab:red", lw=0.7, alpha=0.7,
                 label="GD orbits from N(0, I) starts (escape to ±x*)" if i == 0 else None)
     P = m.sample(60, rng, fraction=0.9)
-    Y = P.copy()
-    traj = [Y]
-    for _ in range(300):
-        Y = Y - step * np.asarray(pop.gradient(Y), dtype=float)
-        traj.append(Y)
-    T2 = np.stack(traj, 1)
+    T2 = trajectories(gd, P, 300)
     for i in range(T2.shape[0]):
         a, b = ab(T2[i])
         ax.plot(a, b, color="tab:blue", lw=1.2, label="orbits started on the computed manifold"
@@ -140,12 +131,7 @@ def _phase_portrait(pop: Any, m: Any, step: float, out_dir: Path, seed: int) -> 
     ax2.axvline(0, color="k", lw=0.8, ls=":", zorder=1, label="⟨x, z⟩ = 0 (exact stable set)")
     delta = 1e-2 * eps
     Ppush = P + delta * np.where(rng.random(len(P)) < 0.5, -1.0, 1.0)[:, None] * zh[None]
-    Y = Ppush.copy()
-    traj = [Y]
-    for _ in range(600):
-        Y = Y - step * np.asarray(pop.gradient(Y), dtype=float)
-        traj.append(Y)
-    T3 = np.stack(traj, 1)
+    T3 = trajectories(gd, Ppush, 600)
     for i in range(T3.shape[0]):
         a, b = ab(T3[i])
         ax2.plot(a, b - b0, color="tab:red", lw=0.7, alpha=0.7,
