@@ -357,6 +357,14 @@ def as_map(obj: Any, name: str = "map") -> Map:
     raise InputError(f"`{name}` must be a csm.Map or a batched callable, got {type(obj).__name__}")
 
 
+def _scaled_norm(v: np.ndarray) -> float:
+    """Euclidean norm without overflow in the squares (``inf`` only for an infinite entry)."""
+    top = float(np.max(np.abs(v))) if v.size else 0.0
+    if top == 0.0 or not np.isfinite(top):
+        return top
+    return top * float(np.linalg.norm(v / top))
+
+
 def check_fixed_point(g: Map, x: np.ndarray, fixed_point_tol: float = 1e-8) -> float:
     """The one fixed-point test: ``|g(x) - x| <= fixed_point_tol * max(1, |x|)``.
 
@@ -364,9 +372,9 @@ def check_fixed_point(g: Map, x: np.ndarray, fixed_point_tol: float = 1e-8) -> f
     numbers) when it is too large, and :class:`~csm.InputError` for a bad ``fixed_point_tol``.
     """
     tol = positive_float(fixed_point_tol, "fixed_point_tol")
-    res = float(np.linalg.norm(np.asarray(g(x), dtype=float) - x))
-    bound = tol * max(1.0, float(np.linalg.norm(x)))
-    if not res <= bound:
+    res = _scaled_norm(np.asarray(g(x), dtype=float) - x)
+    bound = tol * max(1.0, _scaled_norm(np.asarray(x, dtype=float)))
+    if not (res <= bound and np.isfinite(bound)):
         raise NotFixedPointError(
             f"`fixed_point` is not a fixed point of the map: |g(x*) - x*| = {res:.3e} > "
             f"fixed_point_tol * max(1, |x*|) = {bound:.3e}; pass a more accurate point or a larger "
