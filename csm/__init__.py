@@ -60,11 +60,14 @@ _LAZY = {
     "StableSetEstimate": ".stable_sets",
     "escape_times": ".stable_sets",
     "transition_graph": ".transitions",
+    "StochasticGradient": ".stochastic",
+    "SGDMap": ".stochastic",
 }
 
 
 _SUBMODULES = ("testing", "manifold", "spectral", "measure", "stable_sets",
-               "transitions", "experiments", "plugin", "cli")
+               "transitions", "experiments", "plugin", "cli", "stochastic", "schedules",
+               "orbits", "momentum", "identify", "small_init")
 
 
 def __getattr__(name: str):  # PEP 562: keep `import csm` light

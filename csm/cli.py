@@ -234,6 +234,11 @@ def _cmd_stable_set(args: argparse.Namespace) -> int:
             kw["max_steps"] = args.max_steps
         if args.tol is not None:
             kw["tol"] = args.tol
+        if args.sgd_batch is not None or args.sgd_noise:
+            from .stochastic import StochasticGradient
+
+            kw["stochastic"] = StochasticGradient(args.sgd_batch, args.sgd_noise)
+            kw["stochastic_steps"] = args.sgd_steps
         est = estimate_stable_set(problem, args.step, n=args.n, **kw)
     finally:
         close()
@@ -328,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--momentum", type=float, default=0.0,
                     help="heavy-ball momentum beta in [0, 1) (0: plain gradient descent)")
     sp.add_argument("--nesterov", action="store_true", help="Nesterov instead of heavy ball")
+    sp.add_argument("--sgd-batch", type=_count(1), default=None, metavar="B",
+                    help="SGD with mini-batches of B samples (finite-sum problems) for the first "
+                    "--sgd-steps steps, then GD")
+    sp.add_argument("--sgd-noise", type=_positive, default=0.0, metavar="SIGMA",
+                    help="SGD with additive Gaussian noise SIGMA per coordinate")
+    sp.add_argument("--sgd-steps", type=_count(0), default=1000, metavar="S",
+                    help="number of stochastic steps before GD takes over (default 1000)")
     sp.add_argument("--max-steps", type=_count(0), default=None,
                     help="step budget (default: the problem's default_max_steps, else 10000)")
     sp.add_argument("--tol", type=_positive, default=None,

@@ -30,7 +30,7 @@ from .errors import InputError
 
 __all__ = [
     "Schedule", "Constant", "Geometric", "PolynomialDecay", "Polyak", "CallableSchedule",
-    "as_schedule", "check_schedule", "schedule_hits", "SPEC_FORMS",
+    "Shifted", "shifted", "as_schedule", "check_schedule", "schedule_hits", "SPEC_FORMS",
 ]
 
 #: The string forms :func:`as_schedule` accepts (shown in its error messages).
@@ -183,6 +183,41 @@ class CallableSchedule(Schedule):
 
     def describe(self) -> str:
         return f"gamma_k = {self.name or getattr(self.func, '__name__', 'func')}(k)"
+
+
+@dataclass(frozen=True)
+class Shifted(Schedule):
+    """``gamma_k = base(k + offset)``: a schedule continued after ``offset`` steps taken elsewhere.
+
+    Used when one run is split into phases (stochastic steps, then deterministic descent:
+    :mod:`csm.stochastic`), so the second phase continues the first one's schedule.
+    """
+
+    base: Callable[[int], float]
+    offset: int
+
+    def __post_init__(self) -> None:
+        if not callable(self.base):
+            raise InputError(f"`base` must be a schedule k -> gamma_k, got {self.base!r}")
+        object.__setattr__(self, "offset", positive_int(self.offset, "offset", minimum=0))
+
+    def __call__(self, k: int) -> float:
+        return float(self.base(_k(k) + self.offset))
+
+    def tail(self, k: int) -> float:
+        tail = getattr(self.base, "tail", None)
+        return math.inf if tail is None else float(tail(_k(k) + self.offset))
+
+    def describe(self) -> str:
+        d = getattr(self.base, "describe", None)
+        return f"{d() if callable(d) else 'schedule'} from k = {self.offset}"
+
+
+def shifted(step: Any, offset: int) -> Any:
+    """``step`` continued after ``offset`` steps: a number stays a number, a schedule is shifted."""
+    if not callable(step) or offset == 0:
+        return step
+    return Shifted(step, offset)
 
 
 @dataclass(frozen=True, eq=False)

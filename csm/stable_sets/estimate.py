@@ -32,6 +32,8 @@ from ..identify import (DENSE_MAX_DIM, SADDLE_KINDS, UNDECIDED_KINDS, identify_l
                         listed_points, nearest)
 from ..orbits import CONVERGED, RULE_GRADIENT, RULE_SUBLEVEL, RULE_TRAVEL, UNCONVERGED, descend
 from ..problem import KINDS
+from ..schedules import shifted
+from ..stochastic import StochasticGradient, sgd_steps
 from .result import (ARRAY_KEYS, DIVERGED_LABEL, UNCONVERGED_LABEL, StableSetEstimate,
                      summarise)
 
@@ -61,6 +63,8 @@ class ChunkSpec:
     nesterov: bool = False
     polish: bool = False
     width: int | None = None
+    stochastic: Any = None
+    stochastic_steps: int = 0
 
 
 def polish_limits(problem: Any, theta: np.ndarray, loss: np.ndarray, gtol: float
@@ -110,10 +114,20 @@ def run_chunk(spec: ChunkSpec, seedseq: np.random.SeedSequence, size: int) -> di
     X0 = X0.astype(float)
     if not np.all(np.isfinite(X0)):
         raise NonFiniteError(f"`{who}(rng, {size})` returned NaN or infinity")
-    run = descend(problem, X0, spec.step, max_steps=spec.max_steps, tol=spec.tol,
+    start, step, sgd_div = X0, spec.step, None
+    if spec.stochastic is not None and spec.stochastic_steps:
+        # SGD phase (docs/theory.md §9), then GD with the schedule continued
+        start, sgd_div = sgd_steps(problem, X0, spec.step, spec.stochastic, spec.stochastic_steps,
+                                   rng, diverge_norm=spec.diverge_norm)
+        start[sgd_div >= 0] = np.nan  # diverged in the SGD phase: descend stops them at once
+        step = shifted(spec.step, spec.stochastic_steps)
+    run = descend(problem, start, step, max_steps=spec.max_steps, tol=spec.tol,
                   patience=spec.patience, diverge_norm=spec.diverge_norm, sublevel=spec.sublevel,
                   momentum=spec.momentum, nesterov=spec.nesterov, width=spec.width)
     theta, status, grad_norm, rule = run.theta.copy(), run.status, run.grad_norm.copy(), run.rule.copy()
+    run_steps = run.steps
+    if sgd_div is not None:
+        run_steps = np.where(sgd_div >= 0, sgd_div, run.steps + spec.stochastic_steps)
     loss = np.full(size, np.nan)
     fin = np.isfinite(theta).all(axis=1)
     if fin.any():
@@ -164,7 +178,7 @@ def run_chunk(spec: ChunkSpec, seedseq: np.random.SeedSequence, size: int) -> di
             slow_label[unc[near]] = [cp_label[sidx[jj]] for jj in j[near]]
             slow_dist[unc[near]] = dist[near]
     return {
-        "theta0": X0, "theta": theta, "loss": loss, "grad_norm": grad_norm, "steps": run.steps,
+        "theta0": X0, "theta": theta, "loss": loss, "grad_norm": grad_norm, "steps": run_steps,
         "status": status, "rule": run.rule, "polished": polished, "label": label.astype(str),
         "kind": kind.astype(str),
         "via": via.astype(str), "certified_kind": cert.astype(str), "least_eigenvalue": least,
@@ -270,6 +284,8 @@ def estimate_stable_set(
     nesterov: bool = False,
     polish: bool = False,
     width: int | None = None,
+    stochastic: StochasticGradient | None = None,
+    stochastic_steps: int = 1000,
 ) -> StableSetEstimate:
     """Estimate where gradient descent from random initialisations converges.
 
@@ -361,6 +377,12 @@ def estimate_stable_set(
         Certify every converged limit by its Hessian spectrum (fallback name and
         cross-check; :func:`csm.identify.certify_limits`).  Off: limits that neither
         ``classify`` nor a listed point names are ``"unidentified"``.
+    stochastic, stochastic_steps : StochasticGradient, int
+        Run stochastic gradient descent (:mod:`csm.stochastic`: mini-batches and/or additive
+        noise, independent per run) for the first ``stochastic_steps`` steps, then gradient
+        descent with the schedule continued until the run stops as above (``max_steps``
+        counts the deterministic steps; ``steps`` in the result counts both).  Compares the
+        basins of SGD with those of GD from the same initial law (docs/theory.md §9).
 
     Returns
     -------
@@ -443,9 +465,21 @@ def estimate_stable_set(
         momentum = float("nan")
     if not 0.0 <= momentum < 1.0:
         raise InputError(f"`momentum` must be a number in [0, 1), got {momentum!r}")
+    if stochastic is not None:
+        if not isinstance(stochastic, StochasticGradient):
+            raise InputError(f"`stochastic` must be a csm.StochasticGradient or None, got "
+                             f"{type(stochastic).__name__}")
+        if momentum:
+            raise InputError("`stochastic` and `momentum` cannot be combined (stochastic "
+                             "momentum methods are not implemented)")
+        stochastic.check(problem)
+        stochastic_steps = positive_int(stochastic_steps, "stochastic_steps", minimum=0)
+    else:
+        stochastic_steps = 0
     spec = ChunkSpec(problem, step, sampler, max_steps, tol, patience, diverge_norm, match_tol,
                      slow_radius, bool(certify), sublevel, listed, momentum, bool(nesterov),
-                     bool(polish), None if width is None else positive_int(width, "width"))
+                     bool(polish), None if width is None else positive_int(width, "width"),
+                     stochastic, stochastic_steps)
     sizes = _chunk_sizes(n, chunk_size)
     seeds = np.random.SeedSequence(seed).spawn(len(sizes))
 
@@ -467,6 +501,8 @@ def estimate_stable_set(
             "schedule": (callable_fingerprint(step, lambda: [step(k) for k in range(8)])
                          if callable(step) else None),
         }
+        if stochastic is not None:  # (key absent for GD: earlier checkpoints stay valid)
+            fingerprint["stochastic"] = [repr(stochastic), stochastic_steps]
         store = ChunkStore(checkpoint, fingerprint, len(sizes))
         for i in store.done():
             arr = store.load(i)
@@ -518,7 +554,9 @@ def estimate_stable_set(
                      step_rule=(step.describe() if callable(getattr(step, "describe", None))
                                 else "step schedule" if callable(step) else f"step {step:g}")
                      + (f", {'Nesterov' if nesterov else 'heavy-ball'} momentum {momentum:g}"
-                        if momentum else ""), n=n, seed=seed,
+                        if momentum else "")
+                     + (f", {stochastic.describe()} for {stochastic_steps} steps, then GD"
+                        if stochastic is not None else ""), n=n, seed=seed,
                      max_steps=max_steps, tol=tol, patience=patience, chunk_size=chunk_size,
                      confidence=float(confidence), target=target_t, bins=bins,
                      chunks=len(sizes), chunks_loaded=loaded, seconds=time.perf_counter() - t_start)

@@ -68,6 +68,12 @@ class EmpiricalL2:
     def hvp(self, X: np.ndarray, V: np.ndarray) -> np.ndarray:
         return (self._weights(X) * (V @ self.A.T)) @ self.A / self.m
 
+    def weighted(self, X: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``sum_i W[b,i] r_i^2 / 4`` and its gradient ``sum_i W[b,i] r_i s_i a_i`` (``W = 1/m``: F)."""
+        s = self._s(X)
+        r = s * s - self.y
+        return 0.25 * np.einsum("bi,bi->b", W * r, r), (W * r * s) @ self.A
+
 
 class EmpiricalL1:
     """Empirical ℓ1 loss ``(1/m) sum_i |<a_i,x>^2 - y_i|``; a.e. gradient with ``sign(0) = 0``."""
@@ -101,6 +107,12 @@ class EmpiricalL1:
     def hvp(self, X: np.ndarray, V: np.ndarray) -> np.ndarray:
         sg, _ = self._sign(X)
         return 2.0 * (sg * (V @ self.A.T)) @ self.A / self.m
+
+    def weighted(self, X: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``sum_i W[b,i] |r_i|`` and its a.e. gradient ``2 sum_i W[b,i] sign(r_i) s_i a_i``."""
+        sg, s = self._sign(X)
+        r = s * s - self.y
+        return np.einsum("bi,bi->b", W, np.abs(r)), 2.0 * (W * sg * s) @ self.A
 
 
 class PopulationL2:

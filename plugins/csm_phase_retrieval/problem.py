@@ -122,6 +122,30 @@ class PhaseRetrieval(csm.ProblemBase):
     def _hessian(self, X: np.ndarray) -> np.ndarray:
         return self._kernel.hessian(X)
 
+    @property
+    def n_samples(self) -> int | None:
+        """Number of terms ``m`` of the empirical risk (``None`` for the population loss)."""
+        return None if self.loss_type == "population" else self.m
+
+    def loss_and_gradient(self, theta: Any, sample_weights: Any = None
+                          ) -> tuple[np.ndarray | float, np.ndarray]:
+        """Loss and gradient; with ``sample_weights`` the weighted risk ``sum_i W_i l_i``.
+
+        ``sample_weights`` (empirical losses only): shape ``(m,)`` or ``(B, m)``, finite and
+        ``>= 0``; ``W_i = 1/m`` gives the loss itself.  Mini-batch SGD uses ``1/b`` on a batch
+        (:mod:`csm.stochastic`).
+        """
+        X, single = self._batch(theta)
+        if sample_weights is None:
+            L, G = self._kernel.loss(X), self._kernel.gradient(X)
+        else:
+            if self.loss_type == "population":
+                raise csm.InputError("`sample_weights` needs an empirical loss ('l2' or 'l1'); "
+                                     "the population loss has no samples")
+            W = csm.stochastic.sample_weights(sample_weights, X.shape[0], self.m)
+            L, G = self._kernel.weighted(X, W)
+        return (float(L[0]), G[0]) if single else (L, G)
+
     def hvp(self, theta: Any, v: Any) -> np.ndarray:
         """Rowwise Hessian-vector products ``hess F(theta_b) v_b``.
 
