@@ -51,6 +51,13 @@ Two implementations of the loss and gradient
   so every coordinate the two share is bitwise ``G``'s; Hessians and Hessian-vector products
   always use the NumPy path.
 
+A third, optional implementation, :class:`ArrayApiEngine` (:mod:`csm_relu._array_api`, issue 16), runs the same algorithm
+on array-API arrays that are not NumPy (torch on any device, CuPy, array_api_strict; needs
+``array-api-compat``): :meth:`Engine.loss`, :meth:`Engine.loss_and_gradient` and
+:meth:`Engine.hvp` hand such inputs to it and return arrays of the input's kind, device and
+dtype.  NumPy inputs never reach it; it agrees with the NumPy path to rounding
+(tests/test_array_api.py).
+
 Hessian-vector products use the Gauss--Newton structure ``H = 2 int dN dN^T + 2 E``: the
 directional derivative ``g = dN[V]`` is again piecewise affine on the same pieces, so ``H V``
 costs the same as a gradient.  Full Hessians are Gram matrices of the basis functions
@@ -63,7 +70,7 @@ import os
 
 import numpy as np
 
-__all__ = ["Engine", "numba_kernel"]
+__all__ = ["ArrayApiEngine", "Engine", "array_namespace_or_none", "numba_kernel"]
 
 
 def _load_numba_kernel():
@@ -246,6 +253,21 @@ class Engine:
         """Whether the loss and gradient run in the compiled kernel."""
         return self.nk is not None
 
+    @property
+    def array_api(self) -> ArrayApiEngine:
+        """The array-API implementation (:class:`ArrayApiEngine`) of this engine (cached)."""
+        eng = self.__dict__.get("_xpe")
+        if eng is None:
+            eng = self._xpe = ArrayApiEngine(self)
+        return eng
+
+    @staticmethod
+    def _xp_only(**unsupported) -> None:
+        given = [k for k, v in unsupported.items() if v is not None]
+        if given:
+            raise TypeError(f"array-API inputs: {', '.join(given)} not supported (NumPy "
+                            f"inputs only)")
+
     # ------------------------------------------------------------------ basics
     def layout(self, X: np.ndarray) -> _Layout:
         return _Layout(X, self.N, self.alpha, self.beta)
@@ -412,7 +434,14 @@ class Engine:
         return X
 
     def loss(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Loss ``(B,)`` of a batch ``X (B, 3N + 1)`` (written into ``out`` when given)."""
+        """Loss ``(B,)`` of a batch ``X (B, 3N + 1)`` (written into ``out`` when given).
+
+        A non-NumPy array-API ``X`` (torch, CuPy, ...) goes to :attr:`array_api`."""
+        if not isinstance(X, np.ndarray):
+            xp = array_namespace_or_none(X)
+            if xp is not None:
+                self._xp_only(out=out)
+                return self.array_api.loss(xp, X)
         X = self._as_batch(X)
         B = X.shape[0]
         L = np.empty(B) if out is None else out
@@ -433,8 +462,14 @@ class Engine:
         (``[alpha, t_j]``), 0 for unmodified neurons.  ``out = (L, G)``: C-contiguous float64
         buffers to write into (``L`` may be ``None`` when ``need_loss`` is false), reused
         across steps by a caller that runs many; the results are returned either way.
-        The loss is ``None`` when ``need_loss`` is false.
+        The loss is ``None`` when ``need_loss`` is false.  A non-NumPy array-API ``X``
+        (torch, CuPy, ...; no ``ori``, no ``out``) goes to :attr:`array_api`.
         """
+        if not isinstance(X, np.ndarray):
+            xp = array_namespace_or_none(X)
+            if xp is not None:
+                self._xp_only(ori=ori, out=out)
+                return self.array_api.loss_and_gradient(xp, X, need_loss)
         X = self._as_batch(X)
         B, d = X.shape
         if out is None:
@@ -563,8 +598,12 @@ class Engine:
         """Rowwise ``H(X_b) V_b`` in ``O(N log N)`` (Gauss--Newton part + boundary terms).
 
         Same convention as :meth:`jacobian`: boundary terms only for breakpoints strictly
-        inside ``(alpha, beta)``.
+        inside ``(alpha, beta)``.  Non-NumPy array-API inputs go to :attr:`array_api`.
         """
+        if not isinstance(X, np.ndarray) or not isinstance(Vd, np.ndarray):
+            xp = array_namespace_or_none(X, Vd)
+            if xp is not None:
+                return self.array_api.hvp(xp, X, Vd)
         N = self.N
         lay = self.layout(X)
         W, Bb, V = lay.W, lay.Bb, lay.V
@@ -699,3 +738,9 @@ def _gram(lo1, hi1, p1, q1, lo2, hi2, p2, q2):
     h = np.maximum(hi - lo, 0.0)
     m = 0.5 * (lo + hi)
     return h * ((p1 * m + q1) * (p2 * m + q2) + p1 * p2 * (h * h / 12.0))
+
+
+# ---------------------------------------------------------------------- array-API path
+
+
+from ._array_api import ArrayApiEngine, array_namespace_or_none  # noqa: E402  (uses Engine)

@@ -15,7 +15,7 @@ import numpy as np
 
 import csm
 
-from ._engine import Engine
+from ._engine import ArrayApiEngine, Engine, array_namespace_or_none
 from .critical import Candidate, affine_families, layer_value
 from .neurons import NeuronTypes, neuron_types
 
@@ -181,9 +181,78 @@ class ReluProblem(csm.ProblemBase):
     def _hessian(self, X: np.ndarray) -> np.ndarray:
         return self._engine.jacobian(X)
 
+    # ------------------------------------------------------------------ array-API inputs
+    def _namespace(self, theta: Any, v: Any = None) -> Any:
+        """The array-API namespace of non-NumPy inputs (torch, CuPy, ...), else None."""
+        try:
+            return array_namespace_or_none(theta, v)
+        except TypeError as exc:
+            raise csm.InputError(
+                f"`theta` and `v` must be arrays of one kind (both NumPy, or both of one "
+                f"array-API library on one device), got {type(theta).__name__} and "
+                f"{type(v).__name__}: {exc}") from None
+
+    def _xp_batch(self, xp: Any, theta: Any, name: str = "theta") -> tuple[Any, bool]:
+        """``(X (B, d), single)`` of an array-API array, validated as :meth:`_batch` does."""
+        shape = tuple(theta.shape)
+        if len(shape) not in (1, 2):
+            raise csm.ShapeError(f"`{name}` must have shape (d,) or (batch, d), got shape "
+                                 f"{shape}")
+        if shape[-1] != self.dim:
+            raise csm.ShapeError(f"`{name}` must have last dimension {self.dim}, got shape "
+                                 f"{shape}")
+        if not xp.isdtype(theta.dtype, "real floating"):
+            raise csm.InputError(f"`{name}` must be a real floating array (float32 or "
+                                 f"float64; computed in its own dtype), got dtype "
+                                 f"{theta.dtype}")
+        single = len(shape) == 1
+        X = xp.reshape(theta, (1, self.dim)) if single else theta
+        ok = xp.all(xp.isfinite(X), axis=1)
+        if not bool(xp.all(ok)):
+            bad = int(xp.argmax(xp.astype(~ok, xp.int8)))
+            raise csm.NonFiniteError(f"`{name}` contains NaN or infinity (first bad row: "
+                                     f"{bad})")
+        return X, single
+
+    def _xp_engine(self) -> ArrayApiEngine:
+        return self._engine.array_api
+
     # ------------------------------------------------------------------ public API
+    def loss(self, theta: Any) -> Any:
+        """Loss ``L(theta)``: a float for ``(d,)``, ``(B,)`` for a batch ``(B, d)``.
+
+        An array-API array that is not NumPy (a torch tensor on any device, CuPy, ...; needs
+        ``array-api-compat``) is computed in its namespace, device and dtype and gives an
+        array of the same kind (0-d for one network).
+        """
+        xp = self._namespace(theta)
+        if xp is None:
+            return super().loss(theta)
+        X, single = self._xp_batch(xp, theta)
+        L = self._xp_engine().loss(xp, X)
+        return L[0] if single else L
+
+    def gradient(self, theta: Any) -> Any:
+        """The paper's generalised gradient ``G``: ``(d,)`` or ``(B, d)`` (array-API inputs as
+        in :meth:`loss`)."""
+        xp = self._namespace(theta)
+        if xp is None:
+            return super().gradient(theta)
+        X, single = self._xp_batch(xp, theta)
+        G = self._xp_engine().loss_and_gradient(xp, X, need_loss=False)[1]
+        return G[0, ...] if single else G
+
     def loss_and_gradient(self, theta: Any) -> tuple[Any, np.ndarray]:
-        """Loss and gradient ``G`` together (one pass; what a gradient-descent step needs)."""
+        """Loss and gradient ``G`` together (one pass; what a gradient-descent step needs).
+
+        Array-API inputs (torch, CuPy, ...) as in :meth:`loss`: both results are arrays of
+        the input's kind, on its device (the loss of one network is a 0-d array).
+        """
+        xp = self._namespace(theta)
+        if xp is not None:
+            X, single = self._xp_batch(xp, theta)
+            L, G = self._xp_engine().loss_and_gradient(xp, X)
+            return (L[0], G[0, ...]) if single else (L, G)
         X, single = self._batch(theta)
         L, G = self._engine.loss_and_gradient(X)
         return (float(L[0]), G[0]) if single else (L, G)
@@ -193,8 +262,21 @@ class ReluProblem(csm.ProblemBase):
 
         ``theta`` and ``v`` are ``(d,)`` or ``(B, d)`` (a single one is broadcast against a
         batch); rowwise products.  Same convention as :meth:`hessian` where the Hessian does
-        not exist.
+        not exist.  Array-API inputs (torch, CuPy, ...; both of one kind) as in :meth:`loss`.
         """
+        xp = self._namespace(theta, v)
+        if xp is not None:
+            X, xs = self._xp_batch(xp, theta)
+            Vv, vs = self._xp_batch(xp, v, name="v")
+            if X.shape[0] == 1 and Vv.shape[0] > 1:
+                X = xp.broadcast_to(X, Vv.shape)
+            elif Vv.shape[0] == 1 and X.shape[0] > 1:
+                Vv = xp.broadcast_to(Vv, X.shape)
+            elif X.shape[0] != Vv.shape[0]:
+                raise csm.ShapeError(f"`theta` and `v` batch sizes differ: {tuple(X.shape)} "
+                                     f"vs {tuple(Vv.shape)}")
+            out = self._xp_engine().hvp(xp, X, Vv)
+            return out[0, ...] if (xs and vs) else out
         X, Vv, single = self._pair(theta, v)
         out = self._engine.hvp(X, Vv)
         return out[0] if single else out
