@@ -8,7 +8,7 @@ earlier one defined, as a reader following the page would):
 * any other block is executed with ``exec``.
 
 A block preceded (on the line before its opening fence) by ``<!-- no-test -->`` is skipped with
-a stated reason; the pages use that only for blocks that need a server (Dask) or take more
+a stated reason; the pages use that only for blocks that need a server (Dask), an optional package (torch) or take more
 than 30 s.  Figures and files a block writes go to a temporary working directory.
 """
 
@@ -100,7 +100,7 @@ def test_every_doc_file_is_scanned():
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_doc_block(block: Block, tmp_path_factory):
     if block.skip:
-        pytest.skip(f"{block.id} is marked {NO_TEST} (needs a server or takes > 30 s)")
+        pytest.skip(f"{block.id} is marked {NO_TEST} (needs a server or an optional package such as torch, or takes > 30 s)")
     ns = _NAMESPACES.get(block.path)
     if ns is None:
         ns = _NAMESPACES[block.path] = {"__name__": f"doc:{block.path.name}"}
