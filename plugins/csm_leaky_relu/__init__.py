@@ -10,13 +10,17 @@ ordinary packages).
    ``"csm"`` in ``pyproject.toml``; :func:`csm_problems` below offers the factory.
 2. **Implement** :class:`LeakyReluProblem` (a :class:`csm.ProblemBase`): loss, gradient
    ``D^T G(D theta)``, Hessian ``D^T H D``, ``hvp``, ``sample``, ``critical_points``,
-   ``classify``, ``critical_values``, ``local_map`` (plain: no modification is needed, §5).
+   ``classify``, ``critical_values``, ``local_map`` (plain: no modification is needed, §5);
+   the classification of critical points for affine targets is in :mod:`.critical`, the
+   independent checks of it in :mod:`.verify`.
 3. **Test** with ``csm.testing.check_problem(problem)`` plus the reduction identities.
 
     >>> import csm
     >>> p = csm.get_problem("leaky_relu", N=2, slope=0.1)
-    >>> [c.label for c in p.critical_points()][3:]
-    ['leaky-zigzag-n1', 'global-type1']
+    >>> [c.label for c in p.critical_points()][5:8]         # after layer 0 and k = 1
+    ['leaky-zigzag-k1-left', 'leaky-zigzag-k2-left', 'leaky-zigzag-n1']
+    >>> [round(float(v), 6) for v in p.critical_values()]   # closed form
+    [0.083333, 0.022489, 0.008448, 0.000781, 0.0]
 
 See ``docs/plugins/leaky_relu.md``.
 """

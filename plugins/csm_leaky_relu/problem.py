@@ -23,6 +23,9 @@ from csm_relu import ReluProblem
 from csm_relu.critical import layer_value
 from csm_relu.neurons import NeuronTypes
 
+from .critical import (FIRST, kink_breakpoints, kink_network, kink_value, layer0_network,
+                       orientations)
+
 __all__ = ["LeakyReluProblem"]
 
 
@@ -79,9 +82,9 @@ class LeakyReluProblem(csm.ProblemBase):
         self.target = self.relu.target
         self.affine, self.rho, self.s = self.relu.affine, self.relu.rho, self.relu.s
         self.init_scale = self.relu.init_scale
-        # the infimum 0 is attained for affine targets (a leaky network represents them); no
-        # global_sublevel: the critical values listed here come from the zigzag and layer-0
-        # families, which are not known to be all of them
+        # the infimum 0 is attained for affine targets (a leaky network represents them), and
+        # the classification (critical_points) lists every critical value, so every critical
+        # point below the least positive one is a global minimum
         self.min_loss = self.relu.min_loss
         self.default_tol = self.relu.default_tol
         self.default_max_steps = self.relu.default_max_steps
@@ -97,6 +100,10 @@ class LeakyReluProblem(csm.ProblemBase):
         Dm[-1, -1] = 1.0
         self.D = Dm
         self._cps: list[csm.CriticalPoint] | None = None
+        self.global_sublevel = None
+        if self.affine and self.rho != 0.0:
+            vals = self.critical_values()
+            self.global_sublevel = float(vals[vals > 0].min())
 
     def __repr__(self) -> str:
         return (f"<LeakyReluProblem N={self.N} slope={self.slope:g} "
@@ -197,61 +204,36 @@ class LeakyReluProblem(csm.ProblemBase):
         return self.init_scale * rng.standard_normal((int(n), self.dim))
 
     # ------------------------------------------------------------------ critical points
-    def _zigzag_start(self, n: int) -> np.ndarray:
-        """The ReLU zigzag of layer ``n`` (docs/theory.md §3) with the unused neurons flat, w = 0."""
-        N, al, be, rho = self.N, self.alpha, self.beta, self.rho
-        m = 2 * n + 1
-        h = (be - al) / m
-        th = np.zeros(self.dim)
-        for k in range(1, 2 * n + 1):
-            w = 1.0 if k % 2 else -1.0
-            t = al + k * h
-            th[k - 1], th[N + k - 1], th[2 * N + k - 1] = w, -w * t, 2.0 * rho * w / m
-        for j in range(2 * n, N):
-            th[j], th[N + j], th[2 * N + j] = 0.0, (1.0 if (j - 2 * n) % 2 == 0 else -1.0), 0.0
-        th[-1] = rho * 0.5 * (al + be) + self.s
-        return th
+    def _need_affine(self) -> None:
+        if not (self.affine and self.rho != 0.0):
+            raise csm.ParameterError(
+                "the kink families exist for an affine non-constant target f(x) = rho x + s "
+                f"(rho != 0); this problem has target {self.target}")
 
-    def _continue_zigzag(self, n: int, n_steps: int = 16, max_newton: int = 40):
-        """Follow the ReLU zigzag (a = 0) to the leaky zigzag at ``a = slope`` by Newton
-        continuation in ``a`` (damped Newton) on the coordinates ``(b_k, v_k)`` of the 2n kink
-        neurons and ``c``
-        (``w_k = +-1`` fixed: the rescaling symmetry).  Returns None when Newton fails or the
-        zigzag pattern (2n distinct interior breakpoints, alternating orientation) is lost."""
-        N = self.N
-        th = self._zigzag_start(n)
-        used = np.arange(2 * n)
-        idx = np.concatenate([N + used, 2 * N + used, [3 * N]])
-        for a in np.linspace(0.0, self.slope, n_steps + 1)[1:]:
-            q = LeakyReluProblem(N, a, (self.alpha, self.beta), self.target)
-            g = q.gradient(th)
-            for _ in range(max_newton):
-                gn = np.max(np.abs(g))
-                if gn <= 1e-14 * max(1.0, abs(self.rho)):
-                    break
-                H = q.hessian(th)
-                step = np.linalg.lstsq(H[np.ix_(idx, idx)], g[idx], rcond=None)[0]
-                lam = 1.0
-                for _ in range(20):  # damped Newton: backtrack until max|G| decreases
-                    trial = th.copy()
-                    trial[idx] -= lam * step
-                    g_new = q.gradient(trial)
-                    if np.max(np.abs(g_new)) < gn:
-                        break
-                    lam *= 0.5
-                else:
-                    return None
-                th, g = trial, g_new
-            t = -th[N + used] / th[used]
-            if not (np.all(np.diff(t) > 0) and t[0] > self.alpha and t[-1] < self.beta):
-                return None
-        if np.max(np.abs(self.gradient(th))) > 1e-12 * max(1.0, self.rho ** 2):
-            return None
-        return th
+    def kink_point(self, k: int, first: str = "right", *, multiplicity: Sequence[int] | None = None,
+                   flat_at_kink: int = 0, unused: str = "mixed") -> np.ndarray:
+        """A member of the k-kink family of critical points (docs/plugins/leaky_relu.md).
 
-    def _in_S(self, theta: np.ndarray) -> bool:
-        """Leaky S: saddle points without degenerate neurons (paper §5)."""
-        return not bool(self.neuron_types(theta).degenerate.any())
+        ``k`` breakpoints (``1 <= k <= N``) with alternating orientation, the first one
+        ``"right"`` (``w > 0``) or ``"left"``; ``multiplicity`` non-flat neurons per breakpoint
+        (default 1 each; they split its kink), ``flat_at_kink`` flat neurons sitting at the
+        breakpoints, the rest flat with ``w = 0`` (``unused``: ``"mixed"``, ``"semi-active"``,
+        ``"inactive"``) or ``"degenerate"``.  See :func:`csm_leaky_relu.critical.kink_network`.
+
+        Raises
+        ------
+        csm.ParameterError
+            Non-affine or constant target, bad ``k`` / ``first`` / ``multiplicity``, or more
+            neurons needed than ``N``.
+        """
+        self._need_affine()
+        return kink_network(self.N, self.slope, self.rho, self.s, self.alpha, self.beta, k, first,
+                            multiplicity=multiplicity, flat_at_kink=flat_at_kink, unused=unused)
+
+    def kink_value(self, k: int, first: str = "right") -> float:
+        """Closed-form loss ``(1-a)^2 rho^2 (beta-alpha)^3 / (12 Omega^4)`` of the k-kink family."""
+        self._need_affine()
+        return kink_value(k, first, self.slope, self.rho, self.alpha, self.beta)
 
     def _spectrum(self, theta: np.ndarray) -> dict[str, Any]:
         if not self.hessian_exists(theta):
@@ -261,24 +243,43 @@ class LeakyReluProblem(csm.ProblemBase):
         return {"least_eigenvalue": float(w[0]), "n_negative": int(np.sum(w < -tol)),
                 "n_zero": int(np.sum(np.abs(w) <= tol))}
 
+    def _families(self) -> list[tuple[float, int, str]]:
+        """``(loss, k, first)`` of the kink families, by decreasing loss."""
+        fam = [(kink_value(k, f, self.slope, self.rho, self.alpha, self.beta), k, f)
+               for k in range(1, self.N + 1) for f in FIRST]
+        return sorted(fam, key=lambda x: (-x[0], x[1], FIRST.index(x[2])))
+
+    @staticmethod
+    def kink_label(k: int, first: str) -> str:
+        """``leaky-zigzag-n{k/2}`` for an even ``k`` starting right (the ReLU zigzag's
+        continuation), else ``leaky-zigzag-k{k}-{first}``."""
+        return f"leaky-zigzag-n{k // 2}" if (k % 2 == 0 and first == "right") \
+            else f"leaky-zigzag-k{k}-{first}"
+
     def critical_points(self) -> list[csm.CriticalPoint]:
-        """Critical points for an affine non-constant target (``[]`` otherwise).
+        """One representative of every family of critical points (affine target; ``[]`` otherwise).
 
-        * ``global-type1``: one type-1-active neuron with ``v w = rho`` (breakpoint outside),
-          the others flat -- ``L = 0``;
-        * ``leaky-layer0-*``: ``c`` = mean of ``f`` and every neuron flat with ``w_j = 0``
-          (semi-active ``b > 0``, inactive ``b < 0``, or both): the preimages under ``D`` of
-          the ReLU layer-0 critical points, strict saddles (Lemma 5.3: the ``(w_j, v_j)``
-          block ``[[0, 2 sigma_a'(b_j) int e x], [., .]]``), ``L = rho^2 (beta-alpha)^3/12``;
-        * ``leaky-zigzag-n{n}``: the ReLU zigzag of layer ``n`` (docs/theory.md §3) carried to the
-          leak ``a`` by Newton continuation from ``a = 0`` (the ReLU case), unused neurons
-          flat with ``w = 0``; its loss is computed, not closed-form.  Members for which the
-          continuation loses the zigzag pattern (large ``a``) are omitted; every returned
-          point has ``max |G| <= 1e-12``.  Kind ``strict_saddle`` when the Hessian has a
-          negative eigenvalue (Lemma 5.3 guarantees it for ``a <= a_0(N)``), else ``saddle``.
+        Classification (docs/plugins/leaky_relu.md; [6] Section 3 and Theorem 3.5 there: no
+        non-global local minima; the kink families and their loss values are derived and
+        verified in this plugin):
 
-        There are no local minima that are not global ([6, Thm 3.5]); every saddle listed has
-        no degenerate neuron (in S) and ``info`` reports the least Hessian eigenvalue.
+        * ``leaky-layer0-{semi-active,inactive,mixed,degenerate}``: ``c`` = mean of ``f``, every
+          neuron flat with ``w_j = 0`` (``b_j > 0`` / ``< 0`` / alternating / ``= 0``);
+          ``L = rho^2 (beta-alpha)^3/12``; strict saddles (the ``(w_j, v_j)`` block
+          ``[[0, 2 sigma_a'(b_j) int e x], [., .]]``), ``saddle`` for the degenerate member (no
+          Hessian there); one N-dimensional family (``b`` free);
+        * ``leaky-zigzag-n{n}`` (``k = 2n`` breakpoints, first right) and
+          ``leaky-zigzag-k{k}-{right,left}`` (the others), ``k = 1..N``: the non-flat neurons
+          are type-2-active at ``k`` breakpoints of alternating orientation, placed in closed
+          form (:func:`csm_leaky_relu.critical.kink_breakpoints`), unused neurons flat with
+          ``w = 0``; ``L = (1-a)^2 rho^2 (beta-alpha)^3/(12 Omega^4)``; strict saddles (negative
+          Hessian eigenvalue, reported in ``info``); other members: :meth:`kink_point`;
+        * ``global-type1``, ``global-pair`` (``N >= 2``): ``L = 0``.
+
+        ``info``: ``layer`` (index of the loss in :meth:`critical_values`, None for global
+        minima), ``family``, ``kinks``, ``first``, ``pattern`` (``sign w`` of the breakpoint
+        neurons, left to right), ``breakpoints``, ``dimension`` (of the connected set of critical
+        points with the representative's neuron types), ``in_S`` and the Hessian spectrum.
         """
         if self._cps is not None:
             return list(self._cps)
@@ -293,30 +294,43 @@ class LeakyReluProblem(csm.ProblemBase):
             flat_rest.append((1.0, -(be + 0.5 * L), 0.0) if j % 2 else (-1.0, al - 0.5 * L, 0.0))
         if rho == 0.0:
             th = self._pack([(1.0, -(be + L), 0.0)] + flat_rest, s)
-            out.append(self._cp(th, "global_minimum", 0.0, "global-constant", None, "global"))
+            out.append(self._cp(th, "global_minimum", 0.0, "global-constant", None, "global",
+                                dimension=3 * N))
             self._cps = out
             return list(out)
-        mean_f = rho * 0.5 * (al + be) + s
+        vals = list(self.critical_values())
         v0 = layer_value(rho, al, be, 0)
-        for var, bs in (("semi-active", [1.0] * N), ("inactive", [-1.0] * N),
-                        ("mixed", [1.0 if j % 2 == 0 else -1.0 for j in range(N)])):
+        for var in ("semi-active", "inactive", "mixed", "degenerate"):
             if var == "mixed" and N < 2:
                 continue
-            th = self._pack([(0.0, b, 0.0) for b in bs], mean_f)
-            out.append(self._cp(th, "strict_saddle", v0, f"leaky-layer0-{var}", 0, "layer0"))
-        for n in range(1, N // 2 + 1):
-            th = self._continue_zigzag(n)
-            if th is None:
-                continue
+            th = layer0_network(N, rho, s, al, be, var)
+            out.append(self._cp(th, "saddle" if var == "degenerate" else "strict_saddle", v0,
+                                f"leaky-layer0-{var}", 0, "layer0", dimension=N, kinks=0))
+        for val, k, first in self._families():
+            th = self.kink_point(k, first)
             spec = self._spectrum(th)
             lam = spec["least_eigenvalue"]
             strict = lam is not None and lam < -1e-10 * max(1.0, abs(lam))
-            out.append(self._cp(th, "strict_saddle" if strict else "saddle", float(self.loss(th)),
-                                f"leaky-zigzag-n{n}", n, "zigzag"))
+            layer = min(range(len(vals)), key=lambda i: abs(vals[i] - val))
+            pattern = "".join("+" if o > 0 else "-" for o in orientations(k, first))
+            out.append(self._cp(th, "strict_saddle" if strict else "saddle", val,
+                                self.kink_label(k, first), layer, "kinks", dimension=N, kinks=k,
+                                first=first, pattern=pattern,
+                                breakpoints=kink_breakpoints(k, first, self.slope, al,
+                                                             be).tolist()))
         sg = 1.0 if rho > 0 else -1.0
         t0 = al - L if rho > 0 else be + L
         th = self._pack([(sg, -sg * t0, rho * sg)] + flat_rest, s + rho * t0)
-        out.append(self._cp(th, "global_minimum", 0.0, "global-type1", None, "global"))
+        out.append(self._cp(th, "global_minimum", 0.0, "global-type1", None, "global",
+                            dimension=3 * N - 1))
+        if N >= 2:
+            # v (sigma_a(x - t) - sigma_a(t - x)) = v (1 + a)(x - t): two type-2-active neurons
+            # at the midpoint whose kinks cancel
+            tm = 0.5 * (al + be)
+            v = rho / (1.0 + self.slope)
+            th = self._pack([(1.0, -tm, v), (-1.0, tm, -v)] + flat_rest[1:], s + rho * tm)
+            out.append(self._cp(th, "global_minimum", 0.0, "global-pair", None, "global",
+                                dimension=3 * N - 3))
         self._cps = out
         return list(out)
 
@@ -324,30 +338,74 @@ class LeakyReluProblem(csm.ProblemBase):
         W, B, V = zip(*neurons)
         return np.concatenate([W, B, V, [c]]).astype(float)
 
-    def _cp(self, th, kind, loss, label, layer, family) -> csm.CriticalPoint:
-        info = {"layer": layer, "family": family,
-                "in_S": kind in ("strict_saddle", "saddle") and self._in_S(th)}
+    def _cp(self, th, kind, loss, label, layer, family, **extra) -> csm.CriticalPoint:
+        info = {"layer": layer, "family": family, **extra,
+                "in_S": kind in ("strict_saddle", "saddle")
+                and not bool(self.neuron_types(th).degenerate.any())}
         info.update(self._spectrum(th))
-        return csm.CriticalPoint(th, kind, loss, label, info)
+        return csm.CriticalPoint(th, kind, float(loss), label, info)
 
     def critical_values(self) -> np.ndarray:
-        """Loss values of the listed critical points (descending, distinct, ending in 0)."""
-        vals = sorted({round(c.loss, 15) for c in self.critical_points()}, reverse=True)
-        if not vals or vals[-1] != 0.0:
-            vals.append(0.0)
+        """All critical values, in closed form, descending and distinct, ending in 0.
+
+        ``rho^2 (beta-alpha)^3/12`` (layer 0), ``(1-a)^2 rho^2 (beta-alpha)^3/(12 Omega^4)`` for
+        the ``2N`` kink families (mirror-image families, odd ``k``, share a value), and 0.
+        Empty for a non-affine target, ``[0]`` for a constant one.
+        """
+        if not self.affine:
+            return np.zeros(0)
+        if self.rho == 0.0:
+            return np.zeros(1)
+        vals = [layer_value(self.rho, self.alpha, self.beta, 0)]
+        for val, _, _ in self._families():
+            if abs(val - vals[-1]) > 1e-12 * vals[-1]:
+                vals.append(val)
+        vals.append(0.0)
         return np.asarray(vals, dtype=float)
+
+    def kink_structure(self, theta: Any, *, rtol: float = 1e-9, atol: float = 1e-12,
+                       ttol: float = 1e-7) -> dict[str, Any]:
+        """The breakpoint pattern of a network: ``kinks`` (distinct breakpoints of non-flat
+        type-2-active neurons, merged within ``ttol (beta - alpha)``), ``pattern`` (their
+        orientations, ``"+"`` / ``"-"``, ``"?"`` where neurons sharing a breakpoint disagree),
+        ``breakpoints``, and ``family`` (the label of the matching kink family, ``"layer0"``
+        for no kink, None when the pattern does not alternate)."""
+        th = self._point(theta)
+        nt = self.neuron_types(th, rtol=rtol, atol=atol)
+        live = nt.type2_active & ~nt.flat
+        t, o = nt.breakpoint[live], nt.orientation[live]
+        order = np.argsort(t)
+        t, o = t[order], o[order]
+        groups: list[list[int]] = []
+        for i in range(len(t)):
+            if groups and t[i] - t[groups[-1][-1]] <= ttol * (self.beta - self.alpha):
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        pats = []
+        for g in groups:
+            signs = set(o[g].tolist())
+            pats.append(("+" if signs == {1} else "-") if len(signs) == 1 else "?")
+        pattern = "".join(pats)
+        k = len(groups)
+        alt = "?" not in pattern and all(pattern[i] != pattern[i + 1] for i in range(k - 1))
+        family = "layer0" if k == 0 else (
+            self.kink_label(k, "right" if pattern[0] == "+" else "left") if alt else None)
+        return {"kinks": k, "pattern": pattern,
+                "breakpoints": [float(np.mean(t[g])) for g in groups], "family": family}
 
     def classify(self, theta: Any, *, gtol: float = 1e-8, ltol: float = 1e-6,
                  rtol: float = 1e-6, atol: float = 1e-9) -> csm.Classification:
-        """Classify a network (paper §5 / [6, Thm 3.5]; docs/theory.md §5).
+        """Classify a network (docs/plugins/leaky_relu.md "Classification"; [6, Theorem 3.5]).
 
         ``not_critical`` when ``max |G| > gtol``; ``global_minimum`` when
         ``L <= ltol * rho^2 (beta-alpha)^3/12``; otherwise a saddle (the leaky loss has no
         non-global local minima for affine targets): ``strict_saddle`` when it has no
         degenerate neuron (the set S of §5) and the Hessian has a negative eigenvalue
-        (Lemma 5.3, reported in ``info``), ``saddle`` otherwise.  ``layer`` is the index ``n``
-        of a listed critical value matching ``L`` within ``ltol`` (0 for the constant network),
-        else None.  For non-affine targets the same rules are applied with
+        (Lemma 5.3, reported in ``info``), ``saddle`` otherwise.  ``layer`` is the index of
+        the critical value (:meth:`critical_values`) matching ``L`` within ``ltol``, else
+        None; ``info`` adds the breakpoint pattern (:meth:`kink_structure`: ``kinks``,
+        ``pattern``, ``family``).  For non-affine targets the same rules are applied with
         ``info["certified"] = False`` (no classification theorem).
         """
         th = self._point(theta)
@@ -366,10 +424,14 @@ class LeakyReluProblem(csm.ProblemBase):
         info["neurons"] = nt.describe()
         info.update(self._spectrum(th))
         layer = None
-        for c in self.critical_points():
-            if c.kind != "global_minimum" and abs(L - c.loss) <= ltol * c.loss:
-                layer = c.info["layer"]
+        for i, val in enumerate(self.critical_values()):
+            if val > 0 and abs(L - val) <= ltol * val:
+                layer = i
                 break
+        if self.affine and self.rho != 0.0:
+            ks = self.kink_structure(th, rtol=rtol, atol=atol, ttol=max(rtol, 1e-7))
+            info.update({"kinks": ks["kinks"], "pattern": ks["pattern"],
+                         "family": ks["family"]})
         in_S = not bool(nt.degenerate.any())
         info["in_S"] = in_S
         lam = info.get("least_eigenvalue")
