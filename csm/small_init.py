@@ -30,7 +30,8 @@ from ._results import Result
 from ._validation import as_point, positive_float, positive_int
 from .errors import InputError
 
-__all__ = ["Plateau", "SmallInitDynamics", "small_init_dynamics", "loss_plateaus"]
+__all__ = ["Plateau", "SmallInitDynamics", "small_init_dynamics", "loss_plateaus",
+           "detect_plateaus"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,29 @@ def loss_plateaus(losses: np.ndarray, levels: Sequence[float], rtol: float, sigm
         j = int(np.argmax(ends - starts))
         if ends[j] - starts[j] >= min_length:
             out.append(Plateau(float(sigma), float(lv), int(starts[j]), int(ends[j])))
+    return out
+
+
+def detect_plateaus(losses: Any, *, flat: float, min_length: int = 10,
+                    floor: float = 0.0, merge: float = 0.01) -> list[tuple[int, int, float]]:
+    """Plateaus of one loss curve found without being told the levels: maximal runs of at least
+    ``min_length`` steps with ``|L_{k+1} - L_k| <= flat L_k`` and ``L > floor``; consecutive runs
+    whose median levels agree within ``merge`` (relative) are one plateau.  Returns
+    ``[(start, end, level)]`` (``end`` exclusive, ``level`` the median over the run)."""
+    L = np.asarray(losses, dtype=float)
+    ok = (np.abs(np.diff(L)) <= flat * L[:-1]) & (L[:-1] > floor)
+    pad = np.concatenate([[0], ok.astype(np.int8), [0]])
+    d = np.diff(pad)
+    out: list[tuple[int, int, float]] = []
+    for s, e in zip(np.nonzero(d == 1)[0], np.nonzero(d == -1)[0]):
+        if e - s < min_length:
+            continue
+        lv = float(np.median(L[s:e]))
+        if out and abs(lv - out[-1][2]) <= merge * out[-1][2]:
+            s0 = out[-1][0]
+            out[-1] = (s0, int(e), float(np.median(L[s0:e])))
+        else:
+            out.append((int(s), int(e), lv))
     return out
 
 

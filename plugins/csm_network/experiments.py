@@ -796,3 +796,8 @@ EXPERIMENTS = [
                    "types of stationary points after zero-neuron, dead-neuron and split "
                    "embeddings", run_embedding),
 ]
+
+# issue 13 (d): Boursier, Pillaud-Vivien, Flammarion (arXiv 2206.00939), in csm_network.orthogonal
+from .orthogonal import EXPERIMENT as _ORTHOGONAL  # noqa: E402
+
+EXPERIMENTS.append(_ORTHOGONAL)
