@@ -36,6 +36,8 @@ import csm
 from csm.experiments.kit import Timer
 from csm.plotting import figure_path, new_figure, save_figure
 
+from .orthogonal import EXPERIMENT as ORTHOGONAL_EXPERIMENT
+
 GRID = "grid:10000"
 N4 = 4
 #: the layer values rho^2 (beta - alpha)^3 / (12 (2n + 1)^4) of [0, 1], f = x
@@ -795,9 +797,6 @@ EXPERIMENTS = [
     csm.Experiment("network-embedding", "Issue 12 (d); arXiv 2402.05626 §5",
                    "types of stationary points after zero-neuron, dead-neuron and split "
                    "embeddings", run_embedding),
+    # issue 13 (d): Boursier, Pillaud-Vivien, Flammarion (arXiv 2206.00939)
+    ORTHOGONAL_EXPERIMENT,
 ]
-
-# issue 13 (d): Boursier, Pillaud-Vivien, Flammarion (arXiv 2206.00939), in csm_network.orthogonal
-from .orthogonal import EXPERIMENT as _ORTHOGONAL  # noqa: E402
-
-EXPERIMENTS.append(_ORTHOGONAL)
