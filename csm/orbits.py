@@ -174,15 +174,21 @@ def descend(problem: Any, X: np.ndarray, step: Any, *, max_steps: int, tol: floa
     ``width`` bounds the number of orbits evaluated together: as orbits finish, pending ones
     join (continuous batching), so the gradient is always evaluated on about ``width`` rows
     (its efficient batch size) instead of a batch that shrinks to the slowest runs.  Each orbit
-    keeps its own step counter; results do not depend on ``width``.  (With a schedule, all
-    orbits run together.)
+    keeps its own step counter, and its divergence and loss checks fall on its own steps
+    ``k = 0, check_every, 2 check_every, ...`` (orbits join only at iterations that are
+    multiples of ``lcm(patience, check_every)``; when the batch runs dry in between, the
+    next orbits join at the next such iteration), so every orbit takes exactly the steps and
+    stops exactly where it would alone: results do not depend on ``width`` (tested against
+    one-row runs).  (With a schedule, all orbits run together.)  Cost per iteration:
+    one gradient call on the running rows plus about a dozen vectorised operations on them;
+    finished rows are compacted out of preallocated buffers.
 
     ``step`` is a number or a schedule ``k -> gamma_k``.  ``momentum = beta > 0`` runs the heavy
     ball ``theta+ = theta - gamma G(theta) + beta (theta - theta_prev)``, or with ``nesterov``
     ``theta+ = y - gamma G(y)``, ``y = theta + beta (theta - theta_prev)`` (the maps of
     :mod:`csm.momentum`), from ``theta_prev = theta_0``.
     """
-    B = X.shape[0]
+    B, d = X.shape
     gamma = step_sizes(step, max_steps)
     beta = float(momentum)
     if not 0.0 <= beta < 1.0:
@@ -195,106 +201,178 @@ def descend(problem: Any, X: np.ndarray, step: Any, *, max_steps: int, tol: floa
     if tail is not None and not np.isfinite(tail(0)):
         tail = None
     # continuous batching (constant steps only: a schedule needs one k for the whole batch)
-    width = B if (width is None or callable(step)) else max(1, min(int(width), B))
+    cap = B if (width is None or callable(step)) else max(1, min(int(width), B))
     theta = np.array(X, dtype=float, copy=True)
     gnorm = np.full(B, np.nan)
     steps = np.full(B, max_steps, dtype=np.int64)
     status = np.full(B, UNCONVERGED, dtype=np.int8)
     rule = np.full(B, RULE_NONE, dtype=np.int8)
-    # per-run state of the running orbits (compacted together; refilled from `pending`)
-    st = {"idx": np.arange(0), "X": np.zeros((0, X.shape[1])), "P": np.zeros((0, X.shape[1])),
-          "k": np.zeros(0, dtype=np.int64), "streak": np.zeros(0, dtype=np.int64),
-          "window": np.zeros((0, patience)), "last": np.zeros(0)}
-    pending = 0
+    # Per-run state of the running orbits: rows 0..n-1 of buffers allocated once (finished
+    # rows are compacted out, pending ones appended, so the order of the rows is the order in
+    # which they joined).  A run's step counter is ``k = it - joined``: joins happen only at
+    # iterations ``it`` that are multiples of ``period``, so every running orbit has
+    # ``k = it`` modulo ``patience`` and ``check_every``: the ring-buffer column and the
+    # divergence / loss checks are the same for all rows (scalars, no per-row indexing), and
+    # every run sees exactly the iterations it would see alone -- results do not depend on
+    # ``width``.  Rows are ordered by decreasing ``k``: row 0 has the largest.
+    Xb = np.empty((cap, d))
+    Pb = np.empty((cap, d)) if beta else Xb
+    Sb = np.empty((cap, d))  # gamma_k G, the step
+    idx = np.empty(cap, dtype=np.int64)
+    joined = np.empty(cap, dtype=np.int64)
+    streak = np.empty(cap, dtype=np.int64)
+    window = np.empty((cap, patience))
+    last = np.empty(cap)
+    run_state = (Xb, Pb, idx, joined, streak, window, last) if beta else (
+        Xb, idx, joined, streak, window, last)
+    n = 0  # running rows
+    pending = 0  # runs 0..pending-1 have joined
+    period = patience * check_every // math.gcd(patience, check_every)
+    it = 0
 
-    def refill() -> None:
+    def refill() -> int:
         nonlocal pending
-        m = min(width - st["idx"].size, B - pending)
+        m = min(cap - n, B - pending)
         if m <= 0:
-            return
-        new = np.arange(pending, pending + m)
+            return n
+        new = slice(pending, pending + m)
+        rows = slice(n, n + m)
+        Xb[rows] = theta[new]
+        if beta:
+            Pb[rows] = theta[new]
+        idx[rows] = np.arange(pending, pending + m)
+        joined[rows] = it
+        streak[rows] = 0
+        window[rows] = 0.0
+        last[rows] = np.inf
         pending += m
-        fresh = {"idx": new, "X": theta[new].copy(), "P": theta[new].copy(),
-                 "k": np.zeros(m, dtype=np.int64), "streak": np.zeros(m, dtype=np.int64),
-                 "window": np.zeros((m, patience)), "last": np.full(m, np.inf)}
-        for key in st:
-            st[key] = np.concatenate([st[key], fresh[key]])
+        return n + m
 
-    def finish(mask: np.ndarray, code: Any, gn: Any, why: Any) -> None:
-        rows = st["idx"][mask]
-        theta[rows] = st["X"][mask]
-        steps[rows] = st["k"][mask]
+    def finish(mask: np.ndarray, code: Any, gn: Any, why: Any) -> int:
+        rows = idx[:n][mask]
+        theta[rows] = Xb[:n][mask]
+        steps[rows] = it - joined[:n][mask]
         status[rows] = code
         gnorm[rows] = gn
         rule[rows] = why
-        for key in st:
-            st[key] = st[key][~mask]
+        keep = ~mask
+        m = int(np.count_nonzero(keep))
+        for arr in run_state:
+            arr[:m] = arr[:n][keep]
+        return m
 
-    refill()
-    # orbits join only every `period` iterations, so every running orbit's counter is congruent
-    # to the global iteration `it` modulo patience and check_every: the ring buffer column and
-    # the loss checks are the same for all rows (scalars, no per-row indexing)
-    period = patience * check_every // math.gcd(patience, check_every)
-    it = 0
+    def advance() -> None:
+        # nothing is running: the next runs join at the next multiple of `period`
+        nonlocal it
+        it = -(-it // period) * period
+
+    n = refill()
+    inf = np.inf
+    vmax = np.maximum.reduce  # (NaN-propagating, without the ndarray.max wrapper)
     with np.errstate(all="ignore"):
-        while st["idx"].size:
-            Xa, kk = st["X"], st["k"]
-            k = int(kk[0])  # all equal unless refilling (then the step is constant)
+        while n:
+            Xa = Xb[:n]
+            k = it - int(joined[0])  # the largest k (all equal unless refilling: constant step)
             # 1. divergence of the iterate itself (before asking for a gradient there); a NaN
             #    gradient is caught below at every step, the norm test every check_every steps
             if it % check_every == 0:
-                xn = np.sqrt(np.einsum("ij,ij->i", Xa, Xa))
-                bad = ~np.isfinite(xn) | (xn > diverge_norm)
-                if bad.any():
-                    finish(bad, DIVERGED, np.nan, RULE_NONE)
-                    if not st["idx"].size:
-                        refill()
+                xn = np.einsum("ij,ij->i", Xa, Xa)
+                np.sqrt(xn, out=xn)
+                if not vmax(xn) <= diverge_norm:  # a NaN, an inf or a large norm
+                    n = finish(~np.isfinite(xn) | (xn > diverge_norm), DIVERGED, np.nan, RULE_NONE)
+                    if not n:
+                        advance()
+                        n = refill()
                     continue
-            Ya = Xa + beta * (Xa - st["P"]) if (beta and nesterov) else Xa
+            Ya = Xa + beta * (Xa - Pb[:n]) if (beta and nesterov) else Xa
             G = np.asarray(problem.gradient(Ya), dtype=float)
             if G.shape != Xa.shape:
                 from .errors import ShapeError
 
                 raise ShapeError(f"`problem.gradient` must return shape {Xa.shape} for a batch of "
                                  f"shape {Xa.shape}, got {G.shape}")
-            gn = np.sqrt(np.einsum("ij,ij->i", G, G))
-            bad = ~np.isfinite(gn)
+            gn = np.einsum("ij,ij->i", G, G)
+            np.sqrt(gn, out=gn)
             g_k = gamma(k)
             small = gn <= tol
             if beta:
-                dx = Xa - st["P"]
+                dx = Xa - Pb[:n]
                 small &= np.sqrt(np.einsum("ij,ij->i", dx, dx)) <= g_k * tol
-            st["streak"] = np.where(small, st["streak"] + 1, 0)
+            st = streak[:n]
+            st += 1
+            st *= small  # consecutive iterates with a small gradient
             pos = it % patience  # = k % patience for every running orbit
-            st["window"][:, pos] = gn
-            oldest = st["window"][:, (pos + 1) % patience]  # |G| at step k - patience + 1
-            conv = (st["streak"] >= patience) & (gn <= oldest) & ~bad
+            win = window[:n]
+            win[:, pos] = gn
+            # the stopping tests, each evaluated only where it can fire
+            bad = conv = sub = trav = hit = None
+            if not vmax(gn) < inf:  # a NaN or an infinite gradient
+                bad = ~np.isfinite(gn)
+            if vmax(st) >= patience:
+                oldest = win[:, (pos + 1) % patience]  # |G| at step k - patience + 1
+                conv = (st >= patience) & (gn <= oldest)
+                if bad is not None:
+                    conv &= ~bad
             if tail is not None and k >= patience:
-                trav = ~conv & ~bad & (np.max(st["window"], axis=1) * tail(k) <= tol)
+                trav = np.max(win, axis=1) * tail(k) <= tol
+                if conv is not None:
+                    trav &= ~conv
+                if bad is not None:
+                    trav &= ~bad
+            if sublevel is not None and it % check_every == 0 and k > 0:
+                check = it - joined[:n] > 0
+                if check.all():
+                    La = np.array(problem.loss(Xa), dtype=float).reshape(-1)
+                else:
+                    La = np.full(n, inf)
+                    La[check] = np.asarray(problem.loss(Xa[check]), dtype=float).reshape(-1)
+                lst = last[:n]
+                sub = check & (La < sublevel) & (La <= lst)
+                if bad is not None:
+                    sub &= ~bad
+                if conv is not None:
+                    sub &= ~conv
+                lst[check] = La[check]
+            if k >= max_steps:
+                hit = it - joined[:n] >= max_steps
+            done = None
+            for a in (bad, conv, sub, trav, hit):
+                if a is not None:
+                    done = a if done is None else done | a
+            if done is not None:
+                if done.any():
+                    zero = np.zeros(n, dtype=bool)
+                    bad_ = zero if bad is None else bad
+                    conv_ = zero if conv is None else conv
+                    sub_ = zero if sub is None else sub
+                    trav_ = zero if trav is None else trav
+                    code = np.where(bad_, DIVERGED, np.where(conv_ | sub_ | trav_, CONVERGED,
+                                                             UNCONVERGED))[done]
+                    why = np.where(conv_, RULE_GRADIENT, np.where(
+                        sub_, RULE_SUBLEVEL, np.where(trav_, RULE_TRAVEL, RULE_NONE)))[done]
+                    keep = ~done
+                    G = G[keep]
+                    if beta and nesterov:
+                        Ya = Ya[keep]
+                    n = finish(done, code, gn[done], why)
+                    Xa = Xb[:n]
+                    if not (beta and nesterov):
+                        Ya = Xa
+            # 2. the step (theta_{k+1} from theta_k; finished rows are out)
+            if beta:
+                Xn = Ya - g_k * G
+                if not nesterov:
+                    Xn = Xn + beta * (Xa - Pb[:n])
+                Pb[:n] = Xa
+                Xa[...] = Xn
             else:
-                trav = np.zeros_like(conv)
-            sub = np.zeros_like(conv)
-            check = (kk > 0) if it % check_every == 0 else np.zeros(kk.size, dtype=bool)
-            if sublevel is not None and check.any():
-                L = np.full(kk.size, np.inf)
-                L[check] = np.asarray(problem.loss(Xa[check]), dtype=float).reshape(-1)
-                sub = check & (L < sublevel) & (L <= st["last"]) & ~bad & ~conv
-                st["last"] = np.where(check, L, st["last"])
-            done = bad | conv | sub | trav | (kk >= max_steps)
-            if done.any():
-                code = np.where(bad, DIVERGED, np.where(conv | sub | trav, CONVERGED, UNCONVERGED))[done]
-                why = np.where(conv, RULE_GRADIENT, np.where(
-                    sub, RULE_SUBLEVEL, np.where(trav, RULE_TRAVEL, RULE_NONE)))[done]
-                gsel = gn[done]
-                keep = ~done
-                G, Ya = G[keep], Ya[keep]
-                finish(done, code, gsel, why)
-            Xn = Ya - g_k * G
-            if beta and not nesterov:
-                Xn = Xn + beta * (st["X"] - st["P"])
-            st["P"], st["X"] = st["X"], Xn
-            st["k"] = st["k"] + 1
+                Sa = Sb[:n]
+                np.multiply(G, g_k, out=Sa)
+                np.subtract(Xa, Sa, out=Xa)
             it += 1
-            if it % period == 0 or not st["idx"].size:
-                refill()
+            if not n:
+                advance()
+                n = refill()
+            elif it % period == 0:
+                n = refill()
     return Descent(theta=theta, grad_norm=gnorm, steps=steps, status=status, rule=rule)

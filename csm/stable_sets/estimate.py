@@ -8,9 +8,11 @@ names each limit (:func:`csm.identify.identify_limits`) and reports per-class co
 exact binomial confidence intervals.
 
 Work is split into chunks seeded by ``numpy.random.SeedSequence(seed).spawn(n_chunks)``;
-chunks run on any :class:`concurrent.futures.Executor` (Dask's ``Client.get_executor()``
-included) and are checkpointed atomically (:mod:`csm.stable_sets.checkpoint`), so results do
-not depend on the number of workers and survive a killed run.
+consecutive chunks are grouped into tasks whose runs share one continuously refilled batch
+(:func:`run_chunks`); tasks run on any :class:`concurrent.futures.Executor` (Dask's
+``Client.get_executor()`` included) and chunks are checkpointed atomically
+(:mod:`csm.stable_sets.checkpoint`), so results do not depend on the number of workers or the
+grouping and survive a killed run.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import difflib
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -31,13 +33,15 @@ from ..errors import InputError, NonFiniteError, ShapeError
 from ..identify import (DENSE_MAX_DIM, SADDLE_KINDS, UNDECIDED_KINDS, identify_limits,
                         listed_points, nearest)
 from ..orbits import CONVERGED, RULE_GRADIENT, RULE_SUBLEVEL, RULE_TRAVEL, UNCONVERGED, descend
+from ..parallel import executor_workers
 from ..problem import KINDS
 from ..schedules import shifted
 from ..stochastic import StochasticGradient, sgd_steps
 from .result import (ARRAY_KEYS, DIVERGED_LABEL, UNCONVERGED_LABEL, StableSetEstimate,
                      summarise)
 
-__all__ = ["estimate_stable_set", "run_chunk", "ChunkSpec", "DEFAULT_TOL", "DEFAULT_MAX_STEPS"]
+__all__ = ["estimate_stable_set", "run_chunk", "run_chunks", "task_groups", "ChunkSpec",
+           "DEFAULT_TOL", "DEFAULT_MAX_STEPS"]
 
 #: Defaults when neither the caller nor the problem (``default_tol``, ``default_max_steps``) says.
 DEFAULT_TOL, DEFAULT_MAX_STEPS = 1e-6, 10_000
@@ -240,6 +244,87 @@ def _chunk_sizes(n: int, chunk_size: int) -> list[int]:
     return [chunk_size] * full + ([rest] if rest else [])
 
 
+class _Given:
+    """A "sampler" that returns initial points drawn beforehand (:func:`run_chunks`)."""
+
+    def __init__(self, X0: np.ndarray) -> None:
+        self.X0 = X0
+
+    def __call__(self, rng: Any, size: int) -> np.ndarray:
+        return self.X0
+
+
+def run_chunks(spec: ChunkSpec, seedseqs: Sequence[np.random.SeedSequence],
+               sizes: Sequence[int]) -> list[dict[str, np.ndarray]]:
+    """Several chunks as one task: ``[run_chunk(spec, s, m) for s, m in zip(seedseqs, sizes)]``.
+
+    Each chunk draws its initial points from its own seed as in :func:`run_chunk`; then the
+    runs of all the chunks share one gradient-descent batch with continuous batching
+    (:func:`csm.orbits.descend` with ``width = spec.width`` or :data:`TASK_WIDTH`: finished runs
+    are replaced by pending ones), so the engine stays fed and the steps of the slowest runs
+    (the batch's tail, paid once per :func:`~csm.orbits.descend` call) are paid once per task
+    instead of once per chunk.  The result is identical to running the chunks one by one:
+    every run's orbit, stopping step and identification depend on that run alone
+    (docs/theory.md §8.2).  With a stochastic phase (its noise is drawn from each chunk's own
+    generator) the chunks run one by one.
+    """
+    if len(sizes) <= 1 or getattr(spec, "stochastic", None) is not None:
+        return [run_chunk(spec, s, m) for s, m in zip(seedseqs, sizes)]
+    d = int(spec.problem.dim)
+    parts = []
+    for s, m in zip(seedseqs, sizes):
+        rng = np.random.default_rng(s)
+        X0 = spec.problem.sample(rng, m) if spec.sampler is None else spec.sampler(rng, m)
+        X0 = np.asarray(X0)
+        if X0.shape != (m, d) or not np.isrealobj(X0) or not np.all(np.isfinite(X0)):
+            # run_chunk raises the error that names this chunk's call
+            return [run_chunk(spec, s, m) for s, m in zip(seedseqs, sizes)]
+        parts.append(X0.astype(float))
+    X0 = np.concatenate(parts)
+    width = spec.width or max(max(sizes), min(TASK_WIDTH, TASK_WIDTH_BYTES // (8 * d)))
+    merged = replace(spec, sampler=_Given(X0), width=width)
+    res = run_chunk(merged, seedseqs[0], X0.shape[0])
+    ends = np.cumsum(sizes)
+    return [{k: v[e - m:e] for k, v in res.items()} for e, m in zip(ends, sizes)]
+
+
+#: Runs stepped together in a task (:func:`run_chunks`, unless ``width`` is given): the chunk
+#: size, raised to ``TASK_WIDTH`` rows while a ``(width, d)`` array stays within
+#: ``TASK_WIDTH_BYTES`` (measured on the ReLU engine, N = 4: 1024 rows amortise the
+#: per-step overhead of the loop 10-20 % better than 500; benchmarks/stable_sets.py).
+TASK_WIDTH, TASK_WIDTH_BYTES = 1024, 2**20
+#: Tasks of :func:`estimate_stable_set`: about this many runs at most (and one chunk at least)
+TASK_RUNS = 8192
+#: ... and at least this many tasks per worker.  Each task pays once the tail of its slowest
+#: run (up to ``max_steps`` iterations on a nearly empty batch: ~0.1 s, 5-10 % of a 5,000-run
+#: ReLU task at ``max_steps = 3000``), so one task per worker is cheapest on dedicated cores
+#: (benchmarks/stable_sets.py); more only help when workers run at unequal speeds.
+TASKS_PER_WORKER = 1
+
+
+def task_groups(todo: Sequence[int], sizes: Sequence[int], workers: int) -> list[list[int]]:
+    """Consecutive chunks of ``todo`` grouped into tasks for :func:`run_chunks`.
+
+    ``max(ceil(runs / TASK_RUNS), TASKS_PER_WORKER * workers)`` tasks (at most one per chunk)
+    with as equal numbers of chunks as possible: tasks are as large as load balance, the
+    progress bar and checkpointing allow, because each pays the tail of its slowest run once.
+    Never changes results.
+    """
+    todo = list(todo)
+    if not todo:
+        return []
+    total = sum(sizes[i] for i in todo)
+    m = max(-(-total // max(1, int(TASK_RUNS))), TASKS_PER_WORKER * max(1, int(workers)))
+    m = min(m, len(todo))
+    q, r = divmod(len(todo), m)
+    groups, at = [], 0
+    for j in range(m):
+        step = q + (j < r)
+        groups.append(todo[at:at + step])
+        at += step
+    return groups
+
+
 def _targets(target: Any, labels: Sequence[str]) -> tuple[str, ...]:
     """Validate ``target`` against the kinds and the listed labels (with a "did you mean")."""
     if target is None:
@@ -353,21 +438,24 @@ def estimate_stable_set(
         Results are identical for every executor and number of workers.
     checkpoint : path, optional
         Directory where each finished chunk is stored atomically; rerunning with the same
-        arguments resumes (losing at most the chunks that were in flight).
+        arguments resumes (losing at most the chunks of the tasks that were in flight).
     seed : int
         Chunk ``i`` draws from ``SeedSequence(seed).spawn(n_chunks)[i]``.
     chunk_size : int
-        Runs per chunk (the unit of parallelism and of checkpointing; does not depend on
-        the number of workers).
+        Runs per chunk (the unit of seeding and of checkpointing; does not depend on the
+        number of workers).  Consecutive chunks are grouped into tasks (:func:`task_groups`,
+        one per worker) whose runs share one continuous batch (:func:`run_chunks`);
+        the grouping never changes results.
     progress : bool
         Show a tqdm progress bar on stderr (runs done, rate, ETA).
     momentum, nesterov : float, bool
         Run the heavy-ball (or Nesterov) method with momentum ``beta`` in ``[0, 1)`` instead of
         plain gradient descent (:mod:`csm.momentum`; limits are identified the same way).
     width : int, optional
-        Continuous batching inside a chunk: at most ``width`` runs are stepped together and
+        Continuous batching inside a task: at most ``width`` runs are stepped together and
         finished runs are replaced by pending ones (:func:`csm.orbits.descend`); results are
-        identical for every ``width``.  Useful with large ``chunk_size``.
+        identical for every ``width``.  Default: the chunk size, raised to
+        :data:`TASK_WIDTH` rows for small dimensions.
     polish : bool
         Refine every converged limit by Levenberg--Marquardt on the gradient before naming it,
         keeping the refined point only when a path inside the sublevel set joins it to where
@@ -397,11 +485,12 @@ def estimate_stable_set(
 
     Notes
     -----
-    Cost: ``O(n * steps * cost(G))``, vectorised over the runs of a chunk (the set of
-    running orbits is compacted each step).  Classification calls ``problem.classify`` once
-    per converged run.  Convergence is a numerical statement: an orbit parked within
-    ``~tol / |lambda|`` of a strict saddle is counted as converged there (for an absolutely
-    continuous start this happens with probability ~0, which is what the interval bounds).
+    Cost: ``O(n * steps * cost(G))``, vectorised over the runs of a task (the set of
+    running orbits is compacted as runs finish and refilled from the task's pending runs).
+    Classification calls ``problem.classify`` once per converged run.  Convergence is a
+    numerical statement: an orbit parked within ``~tol / |lambda|`` of a strict saddle is
+    counted as converged there (for an absolutely continuous start this happens with
+    probability ~0, which is what the interval bounds).
 
     Examples
     --------
@@ -522,23 +611,25 @@ def estimate_stable_set(
                unit="run", desc=f"stable set [{getattr(problem, 'name', 'problem')}]",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
-        if executor is None:
-            for i in todo:
-                res = run_chunk(spec, seeds[i], sizes[i])
+        groups = task_groups(todo, sizes, executor_workers(executor))
+
+        def collect(group: list[int], out: list[dict[str, np.ndarray]]) -> None:
+            for i, res in zip(group, out):
                 if store is not None:
                     store.save(i, res)
                 results[i] = res
                 bar.update(sizes[i])
+
+        if executor is None:
+            for group in groups:
+                collect(group, run_chunks(spec, [seeds[i] for i in group],
+                                          [sizes[i] for i in group]))
         else:
-            futures = {executor.submit(run_chunk, spec, seeds[i], sizes[i]): i for i in todo}
+            futures = {executor.submit(run_chunks, spec, [seeds[i] for i in group],
+                                       [sizes[i] for i in group]): group for group in groups}
             try:
                 for fut in cf.as_completed(futures):
-                    i = futures[fut]
-                    res = fut.result()
-                    if store is not None:
-                        store.save(i, res)
-                    results[i] = res
-                    bar.update(sizes[i])
+                    collect(futures[fut], fut.result())
             except BaseException:
                 for fut in futures:
                     fut.cancel()
