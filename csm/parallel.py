@@ -64,10 +64,9 @@ def _init_worker(parent: int) -> None:
     if os.getppid() != parent:  # the parent died before we got here
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    try:  # BLAS pools already loaded (e.g. by the main module's imports): one thread as well
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: the environment variables cover the usual case
-        return
+    # BLAS pools already loaded (e.g. by the main module's imports): one thread as well
+    from threadpoolctl import threadpool_limits
+
     threadpool_limits(1)
 
 
