@@ -40,7 +40,14 @@ import subprocess
 import sys
 import time
 
-import numpy as np
+# BLAS threads: one per process unless the environment says otherwise (``--blas-threads N``
+# or OPENBLAS_NUM_THREADS).  Every contender runs under the same setting; on a shared 2-core
+# machine a multi-threaded BLAS on small batched products oversubscribes (issue 16).
+_BLAS = sys.argv[sys.argv.index("--blas-threads") + 1] if "--blas-threads" in sys.argv else "1"
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, _BLAS)
+
+import numpy as np  # noqa: E402
 from scipy import optimize
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -286,6 +293,8 @@ def main(argv=None) -> int:
                     help="seconds per child set-up run (sections 2, 3)")
     ap.add_argument("--skip-large", action="store_true", help="skip section 3")
     ap.add_argument("--skip-d31", action="store_true", help="skip section 1")
+    ap.add_argument("--blas-threads", default="1",
+                    help="BLAS threads per process (set before NumPy loads; env vars win)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--_d", type=int, default=0, help=argparse.SUPPRESS)

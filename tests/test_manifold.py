@@ -246,3 +246,87 @@ def test_failures_are_split_into_bad_input_and_non_convergence():
     assert not sol.success and sol.nit == 1 and "max_iter" in sol.message
     d = m.to_dict()
     assert d["success"] is True and "kappa" in d["message"]
+
+
+# -- issue 16: the faster set-up and solve must compute the same things ---------------------
+
+
+def _quadratic_gd(h, step=1.0, seed=3):
+    """GD map of ``L(x) = x^T H x / 2``, ``H = R diag(h) R^T``: ``Dg = I - step H`` exactly."""
+    d = len(h)
+    R = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, d)))[0]
+    H = (R * h) @ R.T
+    g = csm.GradientDescentMap(lambda X: np.atleast_2d(X) @ H, step, hvp=lambda X, V: V @ H, dim=d)
+    return g, np.sort(1.0 - step * np.asarray(h)), np.eye(d) - step * H
+
+
+def test_unstable_eigenpairs_both_ends_and_near_the_threshold():
+    """Lanczos count + certificate against numpy.linalg.eigh of the same symmetric matrix."""
+    from csm.manifold.frames import unstable_eigenpairs
+
+    rng = np.random.default_rng(0)
+    # Dg eigenvalues: 1.6 and 1 + 1e-5 (unstable, LA end), -1.5 (unstable, SA end),
+    # 1 - 1e-5 (stable, next to the threshold), the rest in [-0.8, 0.8]
+    h = np.concatenate([[-0.6, -1e-5, 2.5, 1e-5], rng.uniform(0.2, 1.8, 296)])
+    g, lam, A = _quadratic_gd(h)
+    w, U = unstable_eigenpairs(g, np.zeros(300), 1e-9)
+    expect = lam[np.abs(lam) > 1 + 1e-9]
+    assert len(expect) == 3  # positive control: 1 + 1e-5 counts, 1 - 1e-5 does not
+    np.testing.assert_allclose(np.sort(w), np.sort(expect), atol=1e-12)
+    np.testing.assert_allclose(U.T @ U, np.eye(3), atol=1e-12)
+    assert np.max(np.abs(A @ U - U @ (U.T @ A @ U))) < 1e-9  # U spans an invariant subspace
+    # no unstable eigenvalue at all: refused
+    g2, _, _ = _quadratic_gd(rng.uniform(0.2, 1.8, 50))
+    with pytest.raises(csm.NoUnstableDirectionError):
+        unstable_eigenpairs(g2, np.zeros(50), 1e-9)
+
+
+def _dense_sigma(frame, z, eps):
+    """``|D r~(z)|_2`` from the full matrix (products with every basis vector)."""
+    from csm.manifold.cutoff import cutoff
+
+    n = len(z)
+    W, eta, seta, U = cutoff(z[None], eps)
+    dr, _ = frame.remainder_derivative(np.repeat(W, n, axis=0))
+    E = np.eye(n)
+    cols = dr(eta[0] * E + seta[0] * (E @ U[0])[:, None] * U[0][None])  # rows: M e_j
+    return np.linalg.norm(cols, 2)
+
+
+def test_ambient_lipschitz_search_equals_the_eigen_coordinate_one():
+    """Orthonormal Q: |D r~| at z (eigen-coordinates) equals |D r~_amb| at Q z."""
+    from csm.manifold.frames import AmbientSearchFrame
+    from csm.manifold.lipschitz import power_top
+
+    pb = RotatedQuartic(40, 3, coupling=0.5, seed=1)
+    g = csm.GradientDescentMap(pb, 0.5)
+    m = csm.center_stable_manifold(g, np.zeros(40), matrix_free=False)
+    amb = m.frame.lipschitz_frame
+    assert isinstance(amb, AmbientSearchFrame)
+    Z = np.random.default_rng(2).standard_normal((8, 40))
+    Z *= (2 * m.radius * np.linspace(0.1, 0.95, 8) / np.linalg.norm(Z, axis=1))[:, None]
+    s_z = np.array([_dense_sigma(m.frame, z, m.radius) for z in Z])
+    s_a = np.array([_dense_sigma(amb, z, m.radius) for z in Z @ m.frame.Q.T])
+    assert s_z.max() > 1e-3  # positive control: the remainder is not flat there
+    np.testing.assert_allclose(s_a, s_z, rtol=1e-7, atol=1e-12)
+    # the same with A given by the caller: A v from the split's dense Q Lambda Q^T
+    m2 = csm.center_stable_manifold(g, np.zeros(40), matrix_free=False, radius=m.radius,
+                                    jacobian=g.jacobian(np.zeros(40)))
+    amb2 = m2.frame.lipschitz_frame
+    assert isinstance(amb2, AmbientSearchFrame) and not m2.frame.exact_linear
+    s_2 = np.array([_dense_sigma(amb2, z, m.radius) for z in Z @ m.frame.Q.T])
+    np.testing.assert_allclose(s_2, s_z, rtol=1e-7, atol=1e-12)
+    # power iteration (a lower bound) gets close to the top singular value
+    s_p = power_top(amb, Z @ m.frame.Q.T, m.radius)[0]
+    assert np.all(s_p <= s_a * (1 + 1e-9)) and s_p.max() >= 0.95 * s_a.max()
+
+
+def test_blocked_solve_is_independent_of_the_blocking():
+    tc = conjugated_graph_map([0.5, -0.3, 0.9], [1.7, 2.2], nonlinearity="mixed", seed=4)
+    m = csm.center_stable_manifold(tc.map, tc.fixed_point)
+    xi = m.sample_cs(40, 3)
+    together = m.solve(xi)
+    alone = np.concatenate([m.solve(xi[i:i + 1]).q for i in range(len(xi))])
+    np.testing.assert_allclose(together.q, alone, atol=1e-14)
+    assert np.abs(together.q).max() > 1e-6  # the graph is not flat
+    assert tc.graph_error(m.point(xi)).max() < 1e-12

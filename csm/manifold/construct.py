@@ -172,7 +172,8 @@ def center_stable_manifold(
                     f"`jacobian` must have shape ({d}, {d}) for a fixed point in R^{d}, got {A.shape}"
                 )
         split = split_spectrum(A, unit_tol, max_condition=max_condition)
-        frame = DenseFrame(split, x_star, g)
+        frame = DenseFrame(split, x_star, g,
+                           exact_linear=jacobian is None and g.has_analytic_jacobian)
         eig_u, basis_u = split.eigenvalues_u, split.basis_u
     dim_u = basis_u.shape[1]
     lam_min = frame.lambda_min
@@ -180,15 +181,23 @@ def center_stable_manifold(
 
     n_lip = n_lipschitz or (16 if matrix_free else 96)
     found: list[np.ndarray] = []
+    last: list = []
 
-    def kappa_of(eps: float, rounds: int):
+    def kappa_of(eps: float, rounds: int, stop: float | None = None):
+        """``(kappa, estimate)`` at radius ``eps``; with ``stop``, the adversarial search may
+        end as soon as it has shown ``kappa > stop`` (then kappa is a lower bound above stop)."""
         if derivative_lipschitz is not None:
             est = proved_lipschitz(frame, eps, derivative_lipschitz)
         else:
             dirs = found[-1] if found else None
+            # a screening (0 rounds) at this very radius already probed the random points and
+            # the unstable directions: start from its best probes instead of repeating them
+            prior = last[0] if last and last[0].top is not None and last[0].top[0] == eps else None
             est = adversarial_lipschitz(frame, eps, n_random=n_lip, n_rounds=rounds,
-                                        safety=safety, seed=seed, directions=dirs)
+                                        safety=safety, seed=seed, directions=dirs, prior=prior,
+                                        stop_above=None if stop is None else stop / (safety * factor))
             found.append(est.directions)
+            last[:] = [est]
         return est.value * factor, est
 
     if radius is not None:
@@ -238,21 +247,27 @@ def center_stable_manifold(
 
 
 def _search_radius(kappa_of, max_radius: float, target: float, rounds: int):
-    """Largest radius (up to 4 bisections in log eps) with ``kappa <= target``.
+    """Largest radius (up to 4 refinements) with ``kappa <= target``.
 
     From a radius with ``kappa > target`` the next candidate is ``eps * 0.9 target / kappa`` (at
     least ``eps / 64``): exact when ``l`` grows linearly in ``eps`` (a C^2 map), still
-    geometric otherwise.  Candidates are screened without ascent rounds (random points, the
-    unstable directions and the best directions found so far); the chosen radius is re-checked
-    with ``rounds`` rounds and the search resumes below it if the stronger search raises
-    ``kappa``.
+    geometric otherwise.  Between the good radius found and the last bad one, up to 4
+    refinements, each the linear model's ``eps * 0.95 target / kappa`` when that lies inside
+    the bracket, else the midpoint in log eps; none once ``kappa >= 0.9 target`` (the radius is
+    then within about 10 % of the linear model's optimum).  Candidates are screened without
+    ascent rounds (random points, the unstable directions and the best directions found so
+    far); the chosen radius is re-checked
+    with ``rounds`` rounds (starting from the screening's best probes at that radius) and the
+    search resumes below it if the stronger search raises ``kappa``: the ascent is spent only
+    at radii that are candidates for the answer.
     """
     hi = max_radius
-    first = True
+    # a screened radius is abandoned as soon as kappa is shown to exceed this: the next
+    # candidate is then eps / 64 whatever the exact kappa
+    far = 64.0 * target / 0.9
     for _ in range(8):
         eps, bad = hi, None
-        kap, est = kappa_of(eps, rounds if first else 0)
-        first = False
+        kap, est = kappa_of(eps, 0, far)
         while kap > target:
             bad = eps
             eps *= max(1.0 / 64.0, 0.9 * target / kap)
@@ -262,12 +277,18 @@ def _search_radius(kappa_of, max_radius: float, target: float, rounds: int):
                     f"(Lipschitz constant {est.value:.3g}); the remainder is not o(1) near "
                     "`fixed_point` (is the map differentiable there? is `jacobian` right?)"
                 )
-            kap, est = kappa_of(eps, 0)
+            kap, est = kappa_of(eps, 0, far)
         if bad is not None:  # refine between eps (good) and bad
             lo, up = eps, bad
             for _ in range(4):
-                mid = math.sqrt(lo * up)
-                km, em = kappa_of(mid, 0)
+                if kap >= 0.9 * target:  # within 10 % of the target: a larger radius gains little
+                    break
+                # the linear model (kappa ~ eps) when it stays below the known bad radius,
+                # else bisection in log eps
+                mid = lo * 0.95 * target / kap if kap > 0 else up
+                if not lo < mid < up:
+                    mid = math.sqrt(lo * up)
+                km, em = kappa_of(mid, 0, target)  # only "above the target" matters there
                 if km <= target:
                     lo, kap, est = mid, km, em
                 else:

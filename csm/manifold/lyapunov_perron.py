@@ -6,8 +6,13 @@ For base points ``xi`` in ``E_cs`` the operator on sequences ``y = (p_n, q_n)_{n
                   - sum_{j>=n} Lambda_u^{-(j-n+1)} r~_u(y_j) )
 
 is a contraction with constant ``kappa`` in the weighted norm ``sup_n mu^{-n} |y_n|``;
-``phi(xi) = q_0`` at its fixed point.  Banach iteration, batched over all base points: per
-sweep one evaluation of ``g`` on ``B*K`` points and ``K`` sequential batched linear steps.
+``phi(xi) = q_0`` at its fixed point.  Banach iteration in blocks of base points (cache-sized
+for dense frames, memory-sized for matrix-free ones), each block iterated to convergence: per
+sweep one evaluation of ``g`` on ``b*K`` points and ``K`` sequential batched linear steps,
+``p_n = Lambda_cs (p_{n-1} - chi_cs(y_{n-1})) + g_cs(chi(y_{n-1}))`` (the same recurrence as
+``Lambda_cs p_{n-1} + r~_cs(y_{n-1})`` with one application of ``Lambda_cs`` per step instead
+of two).  Sequences are stored time-major, ``(K, b, .)``, so that every step of the
+recurrence reads contiguous rows.
 """
 
 from __future__ import annotations
@@ -24,8 +29,12 @@ from .cutoff import bump
 
 __all__ = ["GraphSolve", "solve_graph"]
 
-#: Floats of one batch of sequences (B * K * d) held at once.
-_SEQ_FLOATS = 2e7
+#: Floats of one block of sequences (b * K * d) of a matrix-free frame (its one large array).
+_SEQ_FLOATS = 1.6e7
+#: Sequence points (base points times K) of one block of a dense frame: small enough that a
+#: block's sequences and the map's temporaries stay in cache across its sweeps, large enough
+#: that one map call amortises the per-call overhead.
+_BLOCK_ROWS = 2048
 
 
 @dataclass(frozen=True)
@@ -67,12 +76,17 @@ def solve_graph(frame: Any, xi: np.ndarray, *, dim_u: int, radius: float, contra
                 mu: float, horizon: int, tol: float, max_iter: int, throw: bool = True) -> GraphSolve:
     """Fixed point of the Lyapunov--Perron operator for base points ``xi (B, cs)``.
 
-    Raises :class:`~csm.ConvergenceError` (with ``nit`` and ``residual``) when ``max_iter``
-    sweeps do not reach ``tol (1 - kappa)``, unless ``throw=False``.
+    The base points are solved in cache-sized blocks (``_BLOCK_ROWS`` sequence points, i.e.
+    about ``_BLOCK_ROWS / K`` base points, at a time), each block iterated to convergence
+    before the next: a block's sequences stay in cache across its sweeps and every map call
+    is batched over the whole block.  Raises :class:`~csm.ConvergenceError` (with ``nit`` and
+    ``residual``) when ``max_iter`` sweeps do not reach ``tol (1 - kappa)``, unless
+    ``throw=False``.
     """
     B = xi.shape[0]
     K = horizon
-    chunk = max(1, int(_SEQ_FLOATS // max(1, K * frame.dim)))
+    rows = _BLOCK_ROWS if not frame.matrix_free else _SEQ_FLOATS / max(1, frame.dim)
+    chunk = max(1, int(rows // K))
     target = tol * (1.0 - contraction)
     qs, nit, res = [], 0, 0.0
     for i in range(0, max(B, 1), chunk):
@@ -86,44 +100,124 @@ def solve_graph(frame: Any, xi: np.ndarray, *, dim_u: int, radius: float, contra
     return out
 
 
+def _g_z(C: Any, p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``C.g_z`` in row blocks of ``C.chunk`` for matrix-free frames (cache-sized map calls)."""
+    if not C.matrix_free or len(p) <= C.chunk:
+        return C.g_z(p, q)
+    parts = [C.g_z(p[i:i + C.chunk], q[i:i + C.chunk]) for i in range(0, len(p), C.chunk)]
+    return (np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))
+
+
 def _solve_chunk(C: Any, xi: np.ndarray, dim_u: int, eps: float, mu: float, K: int,
                  target: float, max_iter: int) -> tuple[np.ndarray, int, float]:
+    """Banach iteration for one block; sequences stored time-major, ``(K, b, .)``."""
+    if C.matrix_free:
+        return _solve_chunk_streamed(C, xi, dim_u, eps, mu, K, target, max_iter)
     B = xi.shape[0]
+    m = C.dim_cs_repr
     weights = mu ** (-np.arange(K, dtype=float))  # mu^{-n}
     # initial guess: the linear orbit, q = 0
-    P = np.empty((B, K, C.dim_cs_repr))
-    P[:, 0] = xi
+    P = np.empty((K, B, m))
+    P[0] = xi
     for n in range(1, K):
-        P[:, n] = C.lin_cs(P[:, n - 1])
-    Qu = np.zeros((B, K, dim_u))
-    active = np.ones(B, dtype=bool)
+        P[n] = C.lin_cs(P[n - 1])
+    Qu = np.zeros((K, B, dim_u))
+    q0 = np.zeros((B, dim_u))
+    active = np.arange(B)
     nit, incr_max = 0, 0.0
-    while active.any() and nit < max_iter:
+    while active.size and nit < max_iter:
         nit += 1
-        idx = np.nonzero(active)[0]
-        Pa, Qa = P[idx], Qu[idx]
-        b = len(idx)
-        nrm = np.sqrt(np.sum(Pa**2, axis=2) + np.sum(Qa**2, axis=2))  # (b, K)
-        eta = bump(nrm / eps)
-        flatP = (eta[..., None] * Pa).reshape(b * K, -1)
-        flatQ = (eta[..., None] * Qa).reshape(b * K, -1)
-        gp, gq = C.g_z(flatP, flatQ)
+        b = active.size
+        nrm = np.sqrt(np.einsum("nbi,nbi->nb", P, P) + np.einsum("nbi,nbi->nb", Qu, Qu))
+        eta = bump(nrm * (1.0 / eps))[..., None]  # (K, b, 1)
+        cP = eta * P
+        cQ = (eta * Qu).reshape(K * b, dim_u)
+        gp, gq = _g_z(C, cP.reshape(K * b, m), cQ)
         check_finite(gp, "map (inside the Lyapunov--Perron iteration)")
-        # r~(y) = g_z(chi(y)) - Lambda chi(y)
-        Rcs = (gp - C.lin_cs(flatP)).reshape(b, K, -1)
-        Ru = (gq - C.lin_u(flatQ)).reshape(b, K, -1)
-        newP = np.empty_like(Pa)
-        newP[:, 0] = Pa[:, 0]
+        check_finite(gq, "map (inside the Lyapunov--Perron iteration)")
+        # r~(y) = g_z(chi(y)) - Lambda chi(y); the cs recurrence
+        # p_n = Lambda p_{n-1} + r~_cs(y_{n-1}) is applied as Lambda (p_{n-1} - chi_cs(y_{n-1}))
+        # + g_cs(chi(y_{n-1})): one application of Lambda_cs per step, none on the whole batch
+        gp = gp.reshape(K, b, m)
+        Ru = (gq - C.lin_u(cQ)).reshape(K, b, dim_u)
+        newP = np.empty_like(P)
+        newP[0] = P[0]
         for n in range(1, K):
-            newP[:, n] = C.lin_cs(newP[:, n - 1]) + Rcs[:, n - 1]
-        newQ = np.empty_like(Qa)
-        acc = np.zeros((b, dim_u))
-        for n in range(K - 1, -1, -1):
-            acc = C.inv_lin_u(acc - Ru[:, n])
-            newQ[:, n] = acc
-        diff = np.sqrt(np.sum((newP - Pa) ** 2, axis=2) + np.sum((newQ - Qa) ** 2, axis=2))
-        incr = np.max(diff * weights[None, :], axis=1)
-        P[idx], Qu[idx] = newP, newQ
+            newP[n] = C.lin_cs(newP[n - 1] - cP[n - 1])
+            newP[n] += gp[n - 1]
+        newQ = np.empty_like(Qu)
+        acc = C.inv_lin_u(-Ru[K - 1])
+        newQ[K - 1] = acc
+        for n in range(K - 2, -1, -1):
+            acc = C.inv_lin_u(acc - Ru[n])
+            newQ[n] = acc
+        dP, dQ = newP - P, newQ - Qu
+        diff = np.sqrt(np.einsum("nbi,nbi->nb", dP, dP) + np.einsum("nbi,nbi->nb", dQ, dQ))
+        incr = np.max(diff * weights[:, None], axis=0)
         incr_max = float(incr.max())
-        active[idx[incr <= target]] = False
-    return Qu[:, 0].copy(), nit, incr_max
+        done = incr <= target
+        q0[active] = newQ[0]
+        if done.all():
+            break
+        keep = ~done
+        P, Qu, active = newP[:, keep], newQ[:, keep], active[keep]
+    return q0, nit, incr_max
+
+
+def _solve_chunk_streamed(C: Any, xi: np.ndarray, dim_u: int, eps: float, mu: float, K: int,
+                          target: float, max_iter: int) -> tuple[np.ndarray, int, float]:
+    """The same iteration, one time step at a time (matrix-free frames, large ``d``).
+
+    A sweep walks ``n = 0 .. K-1`` once: the cutoff, the map and the cs recurrence of step
+    ``n`` touch only the rows of step ``n`` (cache-resident), and the new ``p_n`` overwrites
+    the old one in place, so a block holds one ``(K, b, d)`` array and no full-size
+    temporaries.  Same operator, same stopping rule as :func:`_solve_chunk`.
+    """
+    B = xi.shape[0]
+    m = C.dim_cs_repr
+    weights = mu ** (-np.arange(K, dtype=float))
+    P = np.empty((K, B, m))
+    P[0] = xi
+    for n in range(1, K):
+        P[n] = C.lin_cs(P[n - 1])
+    Qu = np.zeros((K, B, dim_u))
+    q0 = np.zeros((B, dim_u))
+    active = np.arange(B)
+    nit, incr_max = 0, 0.0
+    while active.size and nit < max_iter:
+        nit += 1
+        b = active.size
+        Ru = np.empty((K, b, dim_u))
+        dP2 = np.empty((K, b))
+        nxt = P[0].copy()  # the new p_0 = xi
+        for n in range(K):
+            old, qn = P[n], Qu[n]
+            eta = bump(np.sqrt(np.sum(old * old, axis=1) + np.sum(qn * qn, axis=1)) / eps)
+            cp, cq = eta[:, None] * old, eta[:, None] * qn
+            gp, gq = _g_z(C, cp, cq)
+            check_finite(gp, "map (inside the Lyapunov--Perron iteration)")
+            check_finite(gq, "map (inside the Lyapunov--Perron iteration)")
+            Ru[n] = gq - C.lin_u(cq)
+            dlt = nxt - old
+            dP2[n] = np.sum(dlt * dlt, axis=1)
+            following = C.lin_cs(nxt - cp) + gp if n + 1 < K else None
+            P[n] = nxt
+            nxt = following
+        newQ = np.empty_like(Qu)
+        acc = C.inv_lin_u(-Ru[K - 1])
+        newQ[K - 1] = acc
+        for n in range(K - 2, -1, -1):
+            acc = C.inv_lin_u(acc - Ru[n])
+            newQ[n] = acc
+        dQ = newQ - Qu
+        diff = np.sqrt(dP2 + np.einsum("nbi,nbi->nb", dQ, dQ))
+        incr = np.max(diff * weights[:, None], axis=0)
+        incr_max = float(incr.max())
+        done = incr <= target
+        q0[active] = newQ[0]
+        Qu = newQ
+        if done.all():
+            break
+        keep = ~done
+        P, Qu, active = P[:, keep], Qu[:, keep], active[keep]
+    return q0, nit, incr_max
