@@ -67,7 +67,7 @@ _LAZY = {
 
 _SUBMODULES = ("testing", "manifold", "spectral", "measure", "stable_sets",
                "transitions", "experiments", "plugin", "cli", "stochastic", "schedules",
-               "orbits", "momentum", "identify", "small_init")
+               "orbits", "momentum", "identify", "small_init", "backends")
 
 
 def __getattr__(name: str):  # PEP 562: keep `import csm` light

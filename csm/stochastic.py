@@ -43,26 +43,40 @@ __all__ = ["StochasticGradient", "SGDMap", "sgd_steps", "sample_weights"]
 
 
 def sample_weights(W: Any, B: int, m: int, name: str = "sample_weights") -> np.ndarray:
-    """Validate per-sample weights for a batch of ``B`` points and ``m`` samples: ``(B, m)``.
+    """Validate per-sample weights of a finite-sum loss for a batch of ``B`` points.
 
-    Accepts shape ``(m,)`` (the same weights for every point) or ``(B, m)``; entries must be
-    finite and ``>= 0``.  Raises :class:`~csm.ShapeError` / :class:`~csm.InputError` naming
-    ``name``, the value's shape and what is accepted.
+    Accepts shape ``(m,)`` (the same weights for every point), ``(1, m)`` or ``(B, m)``
+    (one weight vector per point of the batch); entries finite and ``>= 0``.  Returns a
+    C-contiguous float64 array of shape ``(1, m)`` or ``(B, m)`` (rows broadcast over the
+    batch).  Raises :class:`~csm.InputError` (not numeric, negative),
+    :class:`~csm.ShapeError` or :class:`~csm.NonFiniteError`, naming ``name``, the bad
+    entry's index and what is accepted.
     """
-    from ._validation import _real_array
+    from .errors import NonFiniteError
 
-    arr = _real_array(W, name, "array of weights")
-    if arr.shape == (m,):
-        arr = np.broadcast_to(arr, (B, m))
-    elif arr.shape != (B, m):
-        raise ShapeError(f"`{name}` must have shape ({m},) or ({B}, {m}) for {B} points and {m} "
-                         f"samples, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        fin = arr[np.isfinite(arr)]
-        low = f"min {fin.min()!r}, " if fin.size else ""
-        raise InputError(f"`{name}` must be finite and >= 0; got {low}"
-                         f"{int(np.sum(~np.isfinite(arr)))} non-finite entries")
-    return arr
+    try:
+        arr = np.asarray(W, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(f"`{name}` must be a numeric array of shape ({m},) or (B, {m}), got "
+                         f"{type(W).__name__}") from None
+    if arr.ndim == 1 and arr.shape[0] == m:
+        arr = arr[None]
+    elif not (arr.ndim == 2 and arr.shape[1] == m and arr.shape[0] in (1, B)):
+        raise ShapeError(f"`{name}` must have shape (m,) = ({m},) or (B, m) = ({B}, {m}) (one "
+                         f"weight vector per point of the batch), got shape {arr.shape}")
+
+    def where(bad: np.ndarray) -> Any:
+        idx = np.argwhere(bad)[0]
+        return tuple(int(i) for i in idx) if arr.shape[0] > 1 else int(idx[1])
+
+    if not np.all(np.isfinite(arr)):
+        raise NonFiniteError(f"`{name}` contains NaN or infinity (first at index "
+                             f"{where(~np.isfinite(arr))})")
+    if np.any(arr < 0):
+        k = where(arr < 0)
+        val = arr[k] if isinstance(k, tuple) else arr[0, k]
+        raise InputError(f"`{name}` must be non-negative, got {float(val)!r} at index {k}")
+    return np.ascontiguousarray(arr)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,25 @@ large batch, whose elementwise work is memory bound).
   so ``relu'(0) = 0`` as in PyTorch).
 * :func:`hvp` -- Pearlmutter's R-operator (forward-over-reverse): the exact Hessian-vector
   product of the polynomial piece of ``L`` selected by that convention.
+
+**Sample weights.**  Every kernel takes optional weights ``wts``: ``None`` (the mean,
+``w_i = 1/m``), or an array ``(1, m)`` (one weight vector for all networks) or ``(B, m)`` (one per
+network of the batch), for ``L_b = sum_i w_bi |N_b(x_i) - y_i|^2`` -- minibatches and
+importance weights of stochastic gradient descent in the same batched pass.
+
+**Compiled kernels** (optional, :mod:`csm_network._numba_kernel`; numba, ``pip install
+csm[fast]``; off with ``CSM_DISABLE_NUMBA=1``): for a ReLU-like activation (``relu``,
+``leaky_relu``, ``linear``, a user piecewise polynomial ``alpha_- z`` / ``alpha_+ z`` split at
+0) the loss, gradient and Hessian-vector product run one network at a time with everything of
+a network in cache -- fused loops over the samples for one hidden layer with few inputs and
+outputs (a specialised kernel for widths ``(1, h, 1)``), BLAS products into preallocated
+buffers plus fused elementwise passes otherwise.  The NumPy code below is the reference
+(``fast=False``); the two agree to rounding (``tests/test_engine_paths.py``).  ``fast=None``
+(default) uses the compiled kernel where it applies.
+
+**Array-API inputs** (torch on any device, CuPy, ...) do not come here:
+:class:`~csm_network.NetworkProblem` sends them to :mod:`csm_network._array_api`, the same
+algorithm as the NumPy path in the input's namespace.
 """
 
 from __future__ import annotations
@@ -26,9 +45,26 @@ from typing import Sequence
 
 import numpy as np
 
+from csm.backends import optional_kernel
+
 from .activations import Activation
 
-__all__ = ["Layout", "forward", "loss", "loss_and_gradient", "hvp"]
+__all__ = ["Layout", "forward", "loss", "loss_and_gradient", "hvp", "numba_kernel", "kernel_for"]
+
+
+#: The optional compiled kernels (:mod:`csm_network._numba_kernel`), or ``None``
+#: (``CSM_DISABLE_NUMBA`` set, numba missing): the NumPy code is the reference.
+_NK = optional_kernel("csm_network._numba_kernel")
+
+
+def numba_kernel():
+    """The compiled kernel module in use by default (``None``: NumPy only)."""
+    return _NK
+
+
+#: One hidden layer with at most this many inputs and outputs: fused loops over the samples
+#: (the products are too thin for BLAS); otherwise BLAS products per network.
+SHALLOW_FUSED_MAX = 8
 
 
 class Layout:
@@ -110,30 +146,146 @@ def chunk_size(lay: Layout, m: int, factor: int = 1) -> int:
     return max(1, CHUNK_ELEMENTS // (factor * max(lay.widths[1:]) * m))
 
 
-def loss(lay: Layout, act: Activation, T: np.ndarray, XT: np.ndarray, YT: np.ndarray) -> np.ndarray:
-    """``(B,)`` losses."""
-    c = chunk_size(lay, XT.shape[1])
-    if T.shape[0] > c:
-        return np.concatenate([loss(lay, act, T[s:s + c], XT, YT) for s in range(0, T.shape[0], c)])
-    E = forward(lay, act, T, XT) - YT
-    return np.einsum("bkm,bkm->b", E, E) / XT.shape[1]
+# ---------------------------------------------------------------------- dispatch
+def kernel_for(lay: Layout, act: Activation, fast: bool | None = None) -> str | None:
+    """Which compiled kernel computes ``lay`` / ``act``: ``"scalar"`` (widths ``(1, h, 1)``),
+    ``"shallow"`` (one hidden layer, ``d_0, d_L <= SHALLOW_FUSED_MAX``), ``"mlp"`` (otherwise),
+    or ``None`` (the NumPy path: ``fast=False``, numba unavailable, or an activation that is
+    not ReLU-like).  ``fast=True`` raises ``RuntimeError`` where no kernel applies."""
+    nk = _NK
+    if fast is False:
+        return None
+    if fast and nk is None:
+        try:  # explicit request: the kernel even where CSM_DISABLE_NUMBA turns the default off
+            from . import _numba_kernel as nk
+        except Exception as exc:  # pragma: no cover - numba missing
+            raise RuntimeError(f"fast=True needs numba (pip install 'csm[fast]'): {exc}") from None
+    if nk is None:
+        return None
+    if act.relu_like is None:
+        if fast:
+            raise RuntimeError(f"fast=True: no compiled kernel for this network (activation "
+                               f"{act.name!r} is not ReLU-like)")
+        return None
+    w = lay.widths
+    if len(w) == 3:
+        if w[0] == 1 and w[2] == 1:
+            return "scalar"
+        if w[0] <= SHALLOW_FUSED_MAX and w[2] <= SHALLOW_FUSED_MAX:
+            return "shallow"
+    return "mlp"
+
+
+def _kernel_module():
+    if _NK is not None:
+        return _NK
+    from . import _numba_kernel
+
+    return _numba_kernel
+
+
+def _f64c(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _yt2(YT: np.ndarray) -> np.ndarray:
+    """Targets as ``(d_L, m)`` (accepts the ``(1, d_L, m)`` form)."""
+    return YT.reshape(YT.shape[-2], YT.shape[-1])
+
+
+def _wrows(wts: np.ndarray | None, m: int) -> np.ndarray:
+    return np.full((1, m), 1.0 / m) if wts is None else _f64c(wts)
+
+
+def _compiled_lg(kind: str, lay: Layout, act: Activation, T: np.ndarray, XT: np.ndarray,
+                 YT: np.ndarray, wts: np.ndarray | None, want_grad: bool
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    nk = _kernel_module()
+    T = _f64c(T)
+    B = T.shape[0]
+    m = XT.shape[1]
+    L = np.empty(B)
+    G = np.empty((B if want_grad else 1, lay.dim))  # loss only: one scratch row
+    am, ap = act.relu_like
+    Y2 = _f64c(_yt2(YT))
+    W = _wrows(wts, m)
+    XT = _f64c(XT)
+    h = lay.widths[1]
+    if kind == "mlp":
+        nk.mlp_loss_grad(T, XT, Y2, W, np.asarray(lay.widths, dtype=np.int64), am, ap,
+                         want_grad, L, G)
+    elif kind == "scalar":
+        nk.scalar_loss_grad(T, XT[0], Y2[0], W, h, am, ap, want_grad, L, G)
+    elif lay.widths[2] == 1:
+        nk.k1_loss_grad(T, XT, Y2[0], W, h, am, ap, want_grad, L, G)
+    else:
+        nk.shallow_loss_grad(T, XT, Y2, W, h, lay.widths[2], am, ap, want_grad, L, G)
+    return L, (G if want_grad else None)
+
+
+# ---------------------------------------------------------------------- kernels
+def _chunks(B: int, c: int, wts: np.ndarray | None):
+    """``(slice, weights of the slice)`` over blocks of ``c`` networks."""
+    for s in range(0, B, c):
+        sl = slice(s, min(B, s + c))
+        yield sl, (None if wts is None else (wts if wts.shape[0] == 1 else wts[sl]))
+
+
+def _residual_loss(E: np.ndarray, wts: np.ndarray | None, m: int) -> np.ndarray:
+    if wts is None:
+        return np.einsum("bkm,bkm->b", E, E) / m
+    return np.einsum("bkm,bkm,bm->b", E, E, np.broadcast_to(wts, (E.shape[0], m)))
+
+
+def _delta(E: np.ndarray, wts: np.ndarray | None, m: int) -> np.ndarray:
+    """``2 w_i e_i`` (``w_i = 1/m`` by default)."""
+    if wts is None:
+        return (2.0 / m) * E
+    return (2.0 * E) * wts[:, None, :]
+
+
+def loss(lay: Layout, act: Activation, T: np.ndarray, XT: np.ndarray, YT: np.ndarray,
+         wts: np.ndarray | None = None, fast: bool | None = None) -> np.ndarray:
+    """``(B,)`` losses ``sum_i w_i |N_b(x_i) - y_i|^2`` (``w_i = 1/m`` by default)."""
+    kind = kernel_for(lay, act, fast)
+    if kind is not None:
+        return _compiled_lg(kind, lay, act, T, XT, YT, wts, False)[0]
+    m = XT.shape[1]
+    Y3 = _yt2(YT)[None]
+    c = chunk_size(lay, m)
+    out = np.empty(T.shape[0])
+    for sl, w in _chunks(T.shape[0], c, wts):
+        out[sl] = _residual_loss(forward(lay, act, T[sl], XT) - Y3, w, m)
+    return out
 
 
 def loss_and_gradient(lay: Layout, act: Activation, T: np.ndarray, XT: np.ndarray,
-                      YT: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                      YT: np.ndarray, wts: np.ndarray | None = None, fast: bool | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """``(B,)`` losses and ``(B, d)`` gradients by backpropagation."""
+    kind = kernel_for(lay, act, fast)
+    if kind is not None:
+        return _compiled_lg(kind, lay, act, T, XT, YT, wts, True)
     m = XT.shape[1]
+    Y3 = _yt2(YT)[None]
     c = chunk_size(lay, m)
-    if T.shape[0] > c:
-        parts = [loss_and_gradient(lay, act, T[s:s + c], XT, YT) for s in range(0, T.shape[0], c)]
-        return np.concatenate([q[0] for q in parts]), np.concatenate([q[1] for q in parts])
+    L = np.empty(T.shape[0])
+    G = np.empty((T.shape[0], lay.dim))
+    for sl, w in _chunks(T.shape[0], c, wts):
+        L[sl], G[sl] = _loss_and_gradient(lay, act, T[sl], XT, Y3, w)
+    return L, G
+
+
+def _loss_and_gradient(lay: Layout, act: Activation, T: np.ndarray, XT: np.ndarray,
+                       YT: np.ndarray, wts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    m = XT.shape[1]
     F, Zs, As = forward(lay, act, T, XT, keep=True)
     E = F - YT
-    L = np.einsum("bkm,bkm->b", E, E) / m
+    L = _residual_loss(E, wts, m)
     G = np.empty_like(T)
     GV = lay.views(G)
     V = lay.views(T)
-    delta = (2.0 / m) * E
+    delta = _delta(E, wts, m)
     for l in range(lay.n_layers - 1, -1, -1):
         gW, gb = GV[l]
         np.sum(delta, axis=2, out=gb)
@@ -148,20 +300,44 @@ def loss_and_gradient(lay: Layout, act: Activation, T: np.ndarray, XT: np.ndarra
 
 
 def hvp(lay: Layout, act: Activation, T: np.ndarray, Vdir: np.ndarray, XT: np.ndarray,
-        YT: np.ndarray) -> np.ndarray:
+        YT: np.ndarray, wts: np.ndarray | None = None, fast: bool | None = None) -> np.ndarray:
     """Rowwise ``H(T_b) V_b`` by the R-operator (forward-over-reverse), ``(B, d)``.
 
     Forward: ``R(z_l) = W_l R(a_{l-1}) + dW_l a_{l-1} + db_l``, ``R(a_l) = sigma'(z_l) R(z_l)``.
-    Backward with ``delta_L = (2/m) e``: ``R(delta_L) = (2/m) R(z_L)``,
+    Backward with ``delta_L = 2 w e`` (``w = 1/m`` by default): ``R(delta_L) = 2 w R(z_L)``,
     ``R(grad W_l) = R(delta_l) a_{l-1}^T + delta_l R(a_{l-1})^T``, and
     ``R(delta_{l-1}) = (W_l^T R(delta_l) + dW_l^T delta_l) sigma'(z_{l-1})
     + (W_l^T delta_l) sigma''(z_{l-1}) R(z_{l-1})``.
     """
+    kind = kernel_for(lay, act, fast)
     m = XT.shape[1]
+    if kind is not None:
+        nk = _kernel_module()
+        T = _f64c(T)
+        H = np.empty((T.shape[0], lay.dim))
+        am, ap = act.relu_like
+        XT = _f64c(XT)
+        Y2 = _f64c(_yt2(YT))
+        if kind == "mlp":
+            nk.mlp_hvp(T, _f64c(Vdir), XT, Y2, _wrows(wts, m),
+                       np.asarray(lay.widths, dtype=np.int64), am, ap, H)
+        elif kind == "scalar":
+            nk.scalar_hvp(T, _f64c(Vdir), XT[0], Y2[0], _wrows(wts, m), lay.widths[1], am, ap, H)
+        else:
+            nk.shallow_hvp(T, _f64c(Vdir), XT, Y2, _wrows(wts, m), lay.widths[1], lay.widths[2],
+                           am, ap, H)
+        return H
+    Y3 = _yt2(YT)[None]
     c = chunk_size(lay, m, 2)
-    if T.shape[0] > c:
-        return np.concatenate([hvp(lay, act, T[s:s + c], Vdir[s:s + c], XT, YT)
-                               for s in range(0, T.shape[0], c)])
+    H = np.empty((T.shape[0], lay.dim))
+    for sl, w in _chunks(T.shape[0], c, wts):
+        H[sl] = _hvp(lay, act, T[sl], Vdir[sl], XT, Y3, w)
+    return H
+
+
+def _hvp(lay: Layout, act: Activation, T: np.ndarray, Vdir: np.ndarray, XT: np.ndarray,
+         YT: np.ndarray, wts: np.ndarray | None) -> np.ndarray:
+    m = XT.shape[1]
     F, Zs, As = forward(lay, act, T, XT, keep=True)
     W = lay.views(T)
     dW = lay.views(Vdir)
@@ -189,8 +365,8 @@ def hvp(lay: Layout, act: Activation, T: np.ndarray, Vdir: np.ndarray, XT: np.nd
     # backward and R-backward
     H = np.empty_like(T)
     HV = lay.views(H)
-    delta = (2.0 / m) * (F - YT)
-    Rdelta = (2.0 / m) * RF
+    delta = _delta(F - YT, wts, m)
+    Rdelta = _delta(RF, wts, m)
     for l in range(lay.n_layers - 1, -1, -1):
         hW, hb = HV[l]
         np.sum(Rdelta, axis=2, out=hb)

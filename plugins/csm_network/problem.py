@@ -17,7 +17,7 @@ import numpy as np
 import csm
 import csm.params
 
-from . import engine
+from . import _array_api, engine
 from .activations import Activation, parse_activation
 from .data import resolve_data
 
@@ -105,6 +105,7 @@ class NetworkProblem(csm.ProblemBase):
         self.m = spec.X.shape[0]
         self.min_loss = self._known_min_loss()
         self._critical: list[csm.CriticalPoint] | None = None
+        self._xp_kernels: _array_api.XpKernels | None = None
 
     def _forward_layers(self, layers: list, X: np.ndarray) -> np.ndarray:
         T = engine.Layout(self.widths).pack(layers)[None]
@@ -170,6 +171,17 @@ class NetworkProblem(csm.ProblemBase):
         return X[0]
 
     # ------------------------------------------------------------------ kernels
+    @property
+    def n_samples(self) -> int:
+        """``m``, the number of data points (the length of a ``sample_weights`` vector)."""
+        return self.m
+
+    def _weights(self, sample_weights: Any, B: int) -> np.ndarray | None:
+        """``None`` or validated float64 weights ``(1, m)`` / ``(B, m)``."""
+        if sample_weights is None:
+            return None
+        return csm.stochastic.sample_weights(sample_weights, B, self.m)
+
     def _loss(self, X: np.ndarray) -> np.ndarray:
         return engine.loss(self._lay, self.activation, X, self._XT, self._YT)
 
@@ -183,19 +195,120 @@ class NetworkProblem(csm.ProblemBase):
         H = engine.hvp(self._lay, self.activation, Xr, E, self._XT, self._YT).reshape(-1, d, d)
         return 0.5 * (H + np.swapaxes(H, 1, 2))
 
-    def loss_and_gradient(self, theta: Any) -> tuple[Any, np.ndarray]:
-        """Loss and gradient in one pass (what a gradient-descent step needs)."""
+    # ------------------------------------------------------------------ array-API inputs
+    def _namespace(self, *arrays: Any) -> Any:
+        """The array-API namespace of non-NumPy inputs (torch, CuPy, ...), else None."""
+        return csm.backends.array_namespace(*arrays, names=("theta", "v", "sample_weights"),
+                                            allow_numpy=True)
+
+    def _xp_batch(self, xp: Any, theta: Any, name: str = "theta") -> tuple[Any, bool]:
+        """``(X (B, d), single)`` of an array-API array, validated as :meth:`_batch` does."""
+        return csm.backends.xp_batch(xp, theta, self.dim, name)
+
+    def _xp_weights(self, xp: Any, w: Any, B: int, like: Any) -> Any:
+        """Sample weights for an array-API batch: validated as :meth:`_weights`, ``(1|B, m)`` in
+        ``like``'s namespace, dtype and device."""
+        if w is None:
+            return None
+        if csm.backends.array_namespace(w) is None:  # NumPy, scalars, sequences
+            w = self._weights(w, B)
+            return xp.asarray(w, dtype=like.dtype, device=csm.backends.device(like))
+        m = self.m
+        shape = tuple(w.shape)
+        if len(shape) == 1 and shape[0] == m:
+            w = xp.reshape(w, (1, m))
+        elif not (len(shape) == 2 and shape[1] == m and shape[0] in (1, B)):
+            raise csm.ShapeError(
+                f"`sample_weights` must have shape (m,) = ({m},) or (B, m) = ({B}, {m}) (one "
+                f"weight vector per point of the batch), got shape {shape}")
+        w = xp.astype(w, like.dtype)
+        if not bool(xp.all(xp.isfinite(w))):
+            raise csm.NonFiniteError("`sample_weights` contains NaN or infinity")
+        if bool(xp.any(w < 0)):
+            raise csm.InputError("`sample_weights` must be non-negative")
+        return w
+
+    def _xp(self) -> _array_api.XpKernels:
+        if self._xp_kernels is None:
+            self._xp_kernels = _array_api.XpKernels(self._lay, self.activation, self.inputs,
+                                                    self.targets)
+        return self._xp_kernels
+
+    # ------------------------------------------------------------------ public kernels
+    def loss(self, theta: Any, sample_weights: Any = None) -> Any:
+        """``L(theta) = (1/m) sum_i |N_theta(x_i) - y_i|^2``; with ``sample_weights`` ``w``
+        (``(m,)``, or ``(B, m)``: one vector per network) ``sum_i w_i |N_theta(x_i) - y_i|^2``.
+
+        A float for ``theta (d,)``, ``(B,)`` for a batch.  A non-NumPy array-API array (a torch
+        tensor on any device, CuPy, ...; needs ``array-api-compat``) is computed in its
+        namespace, device and dtype and gives an array of the same kind (0-d for one network).
+        """
+        xp = self._namespace(theta, sample_weights)
+        if xp is not None:
+            X, single = self._xp_batch(xp, theta)
+            L = self._xp().loss(xp, X, self._xp_weights(xp, sample_weights, X.shape[0], X))
+            return L[0] if single else L
+        if sample_weights is None:
+            return super().loss(theta)
         X, single = self._batch(theta)
-        L, G = engine.loss_and_gradient(self._lay, self.activation, X, self._XT, self._YT)
+        L = engine.loss(self._lay, self.activation, X, self._XT, self._YT,
+                        self._weights(sample_weights, X.shape[0]))
+        return float(L[0]) if single else L
+
+    def gradient(self, theta: Any) -> Any:
+        """Gradient (backpropagation, ``sigma'`` from the left piece at a kink): ``(d,)`` or
+        ``(B, d)``; array-API inputs as in :meth:`loss`."""
+        xp = self._namespace(theta)
+        if xp is None:
+            return super().gradient(theta)
+        X, single = self._xp_batch(xp, theta)
+        G = self._xp().loss_and_gradient(xp, X)[1]
+        return G[0, ...] if single else G
+
+    def loss_and_gradient(self, theta: Any, sample_weights: Any = None) -> tuple[Any, Any]:
+        """Loss and gradient in one pass (what a gradient-descent step needs).
+
+        ``sample_weights``: ``None`` (the mean over the ``m`` data points), or non-negative
+        weights ``w`` of shape ``(m,)`` (all networks) or ``(B, m)`` (row ``b`` for network
+        ``b`` of the batch): then ``L_b = sum_i w_bi |N_b(x_i) - y_i|^2`` and its gradient --
+        a minibatch ``I`` of size ``s`` is ``w = 1_I / s``.  Computed in the same batched pass.
+        Array-API inputs (torch, CuPy, ...) as in :meth:`loss`: both results of the input's
+        kind, on its device.
+        """
+        xp = self._namespace(theta, sample_weights)
+        if xp is not None:
+            X, single = self._xp_batch(xp, theta)
+            L, G = self._xp().loss_and_gradient(
+                xp, X, self._xp_weights(xp, sample_weights, X.shape[0], X))
+            return (L[0], G[0, ...]) if single else (L, G)
+        X, single = self._batch(theta)
+        L, G = engine.loss_and_gradient(self._lay, self.activation, X, self._XT, self._YT,
+                                        self._weights(sample_weights, X.shape[0]))
         return (float(L[0]), G[0]) if single else (L, G)
 
-    def hvp(self, theta: Any, v: Any) -> np.ndarray:
+    def hvp(self, theta: Any, v: Any, sample_weights: Any = None) -> Any:
         """Rowwise ``H(theta_b) v_b`` by the R-operator; ``(d,)`` or ``(B, d)`` each (a single one
-        is broadcast).  Cost about twice a gradient."""
+        is broadcast).  Cost about two to three gradients.  ``sample_weights`` as in
+        :meth:`loss_and_gradient` (the Hessian of the weighted loss); array-API inputs (both
+        of one kind) as in :meth:`loss`."""
+        xp = self._namespace(theta, v, sample_weights)
+        if xp is not None:
+            X, xs = self._xp_batch(xp, theta)
+            Vv, vs = self._xp_batch(xp, v, name="v")
+            if X.shape[0] == 1 and Vv.shape[0] > 1:
+                X = xp.broadcast_to(X, Vv.shape)
+            elif Vv.shape[0] == 1 and X.shape[0] > 1:
+                Vv = xp.broadcast_to(Vv, X.shape)
+            elif X.shape[0] != Vv.shape[0]:
+                raise csm.ShapeError(f"`theta` and `v` batch sizes differ: {tuple(X.shape)} vs "
+                                     f"{tuple(Vv.shape)}")
+            out = self._xp().hvp(xp, X, Vv, self._xp_weights(xp, sample_weights, X.shape[0], X))
+            return out[0, ...] if (xs and vs) else out
         X, V, single = self._pair(theta, v)
         if not np.all(np.isfinite(X)) or not np.all(np.isfinite(V)):
             raise csm.NonFiniteError("`theta` or `v` contains NaN or infinity")
-        out = engine.hvp(self._lay, self.activation, X, V, self._XT, self._YT)
+        out = engine.hvp(self._lay, self.activation, X, V, self._XT, self._YT,
+                         self._weights(sample_weights, X.shape[0]))
         return out[0] if single else out
 
     def realization(self, theta: Any, x: Any) -> np.ndarray:

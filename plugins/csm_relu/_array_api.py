@@ -13,32 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from csm.backends import device
 
 if TYPE_CHECKING:
     from ._engine import Engine
-
-_PLAIN_TYPES = (np.ndarray, np.generic, list, tuple, int, float, complex, bool)
-
-
-def array_namespace_or_none(*arrays: Any) -> Any:
-    """The array-API namespace of the arguments when one is a non-NumPy array, else ``None``.
-
-    ``None`` for NumPy arrays, Python scalars and sequences (the NumPy path), and also when
-    the optional package ``array-api-compat`` is not installed (then every input takes the
-    NumPy path, which converts what ``np.asarray`` accepts).  Raises ``TypeError`` when the
-    arrays belong to different namespaces (e.g. a torch tensor and a CuPy array).
-    """
-    if all(a is None or isinstance(a, _PLAIN_TYPES) for a in arrays):
-        return None
-    try:
-        import array_api_compat as aac
-    except ImportError:
-        return None
-    if not any(a is not None and aac.is_array_api_obj(a) and not aac.is_numpy_array(a)
-               for a in arrays):
-        return None
-    return aac.array_namespace(*(a for a in arrays if a is not None))
 
 
 def _take1(xp, a, idx):
@@ -48,15 +26,9 @@ def _take1(xp, a, idx):
     if tal is not None and str(getattr(xp, "__array_api_version__", "2024.12")) >= "2024.12":
         return tal(a, idx, axis=1)
     B, n = a.shape
-    rows = xp.reshape(xp.arange(B, dtype=idx.dtype, device=_device(a)) * n, (B, 1))
+    rows = xp.reshape(xp.arange(B, dtype=idx.dtype, device=device(a)) * n, (B, 1))
     flat = xp.reshape(idx + rows, (-1,))
     return xp.reshape(xp.take(xp.reshape(a, (-1,)), flat), idx.shape)
-
-
-def _device(a):
-    import array_api_compat as aac
-
-    return aac.device(a)
 
 
 class _XpLayout:
@@ -92,7 +64,7 @@ class _XpLayout:
         right_s = _take1(xp, self.right, order)
         self.rlive_s = right_s & (u_s < beta)
         self.llive_s = ~right_s & (u_s > alpha)
-        dev = _device(X)
+        dev = device(X)
         self.u = xp.concat([xp.full((B, 1), alpha, dtype=X.dtype, device=dev), u_s,
                             xp.full((B, 1), beta, dtype=X.dtype, device=dev)], axis=1)
         # [prefix sums | reversed suffix sums] of N + 1 piece moments; right-facing: the
@@ -128,10 +100,10 @@ class ArrayApiEngine:
 
     def nodes(self, xp: Any, like: Any) -> tuple[Any, Any]:
         """Gauss--Legendre nodes and weights in ``like``'s namespace, dtype and device."""
-        key = (id(xp), str(like.dtype), str(_device(like)))
+        key = (id(xp), str(like.dtype), str(device(like)))
         out = self._nodes.get(key)
         if out is None:
-            dev = _device(like)
+            dev = device(like)
             out = (xp.asarray(self._xi, dtype=like.dtype, device=dev),
                    xp.asarray(self._wi, dtype=like.dtype, device=dev))
             self._nodes[key] = out

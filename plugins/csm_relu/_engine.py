@@ -66,29 +66,17 @@ costs the same as a gradient.  Full Hessians are Gram matrices of the basis func
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
-__all__ = ["ArrayApiEngine", "Engine", "array_namespace_or_none", "numba_kernel"]
+from csm.backends import array_namespace, optional_kernel
+
+__all__ = ["ArrayApiEngine", "Engine", "numba_kernel"]
 
 
-def _load_numba_kernel():
-    """The optional compiled kernel (:mod:`csm_relu._numba_kernel`), or ``None``.
-
-    Used when numba is importable (``pip install csm[fast]``) and ``CSM_DISABLE_NUMBA`` is
-    unset, empty or ``0``; the NumPy code below is the reference either way.
-    """
-    if os.environ.get("CSM_DISABLE_NUMBA", "").strip() not in ("", "0"):
-        return None
-    try:
-        from . import _numba_kernel
-    except Exception:  # numba missing or broken (e.g. built for another NumPy): NumPy path
-        return None
-    return _numba_kernel
-
-
-_NK = _load_numba_kernel()
+#: The optional compiled kernel (:mod:`csm_relu._numba_kernel`, ``pip install csm[fast]``), or
+#: ``None`` (``CSM_DISABLE_NUMBA`` set, numba missing): the NumPy code below is the reference.
+_NK = optional_kernel("csm_relu._numba_kernel")
 
 
 def numba_kernel():
@@ -438,7 +426,7 @@ class Engine:
 
         A non-NumPy array-API ``X`` (torch, CuPy, ...) goes to :attr:`array_api`."""
         if not isinstance(X, np.ndarray):
-            xp = array_namespace_or_none(X)
+            xp = array_namespace(X)
             if xp is not None:
                 self._xp_only(out=out)
                 return self.array_api.loss(xp, X)
@@ -466,7 +454,7 @@ class Engine:
         (torch, CuPy, ...; no ``ori``, no ``out``) goes to :attr:`array_api`.
         """
         if not isinstance(X, np.ndarray):
-            xp = array_namespace_or_none(X)
+            xp = array_namespace(X)
             if xp is not None:
                 self._xp_only(ori=ori, out=out)
                 return self.array_api.loss_and_gradient(xp, X, need_loss)
@@ -601,7 +589,7 @@ class Engine:
         inside ``(alpha, beta)``.  Non-NumPy array-API inputs go to :attr:`array_api`.
         """
         if not isinstance(X, np.ndarray) or not isinstance(Vd, np.ndarray):
-            xp = array_namespace_or_none(X, Vd)
+            xp = array_namespace(X, Vd)
             if xp is not None:
                 return self.array_api.hvp(xp, X, Vd)
         N = self.N
@@ -743,4 +731,4 @@ def _gram(lo1, hi1, p1, q1, lo2, hi2, p2, q2):
 # ---------------------------------------------------------------------- array-API path
 
 
-from ._array_api import ArrayApiEngine, array_namespace_or_none  # noqa: E402  (uses Engine)
+from ._array_api import ArrayApiEngine  # noqa: E402  (uses Engine)

@@ -15,7 +15,7 @@ import numpy as np
 
 import csm
 
-from ._engine import ArrayApiEngine, Engine, array_namespace_or_none
+from ._engine import ArrayApiEngine, Engine
 from .critical import Candidate, affine_families, layer_value
 from .neurons import NeuronTypes, neuron_types
 
@@ -184,35 +184,11 @@ class ReluProblem(csm.ProblemBase):
     # ------------------------------------------------------------------ array-API inputs
     def _namespace(self, theta: Any, v: Any = None) -> Any:
         """The array-API namespace of non-NumPy inputs (torch, CuPy, ...), else None."""
-        try:
-            return array_namespace_or_none(theta, v)
-        except TypeError as exc:
-            raise csm.InputError(
-                f"`theta` and `v` must be arrays of one kind (both NumPy, or both of one "
-                f"array-API library on one device), got {type(theta).__name__} and "
-                f"{type(v).__name__}: {exc}") from None
+        return csm.backends.array_namespace(theta, v, names=("theta", "v"))
 
     def _xp_batch(self, xp: Any, theta: Any, name: str = "theta") -> tuple[Any, bool]:
         """``(X (B, d), single)`` of an array-API array, validated as :meth:`_batch` does."""
-        shape = tuple(theta.shape)
-        if len(shape) not in (1, 2):
-            raise csm.ShapeError(f"`{name}` must have shape (d,) or (batch, d), got shape "
-                                 f"{shape}")
-        if shape[-1] != self.dim:
-            raise csm.ShapeError(f"`{name}` must have last dimension {self.dim}, got shape "
-                                 f"{shape}")
-        if not xp.isdtype(theta.dtype, "real floating"):
-            raise csm.InputError(f"`{name}` must be a real floating array (float32 or "
-                                 f"float64; computed in its own dtype), got dtype "
-                                 f"{theta.dtype}")
-        single = len(shape) == 1
-        X = xp.reshape(theta, (1, self.dim)) if single else theta
-        ok = xp.all(xp.isfinite(X), axis=1)
-        if not bool(xp.all(ok)):
-            bad = int(xp.argmax(xp.astype(~ok, xp.int8)))
-            raise csm.NonFiniteError(f"`{name}` contains NaN or infinity (first bad row: "
-                                     f"{bad})")
-        return X, single
+        return csm.backends.xp_batch(xp, theta, self.dim, name)
 
     def _xp_engine(self) -> ArrayApiEngine:
         return self._engine.array_api
