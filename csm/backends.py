@@ -22,7 +22,8 @@ import numpy as np
 
 from .errors import InputError, NonFiniteError, ShapeError
 
-__all__ = ["optional_kernel", "numba_disabled", "array_namespace", "device", "xp_batch"]
+__all__ = ["optional_kernel", "numba_disabled", "array_namespace", "device", "xp_batch",
+           "xp_pair"]
 
 _PLAIN_TYPES = (np.ndarray, np.generic, list, tuple, int, float, complex, bool)
 
@@ -103,3 +104,23 @@ def xp_batch(xp: Any, theta: Any, dim: int, name: str = "theta") -> tuple[Any, b
         bad = int(xp.argmax(xp.astype(~ok, xp.int8)))
         raise NonFiniteError(f"`{name}` contains NaN or infinity (first bad row: {bad})")
     return X, single
+
+
+def xp_pair(xp: Any, theta: Any, v: Any, dim: int, names: tuple[str, str] = ("theta", "v")
+            ) -> tuple[Any, Any, bool]:
+    """Rowwise pairs ``(X, V)`` of shape ``(B, dim)`` for products such as ``H(X_b) V_b``.
+
+    Each validated by :func:`xp_batch`; a single point or vector is broadcast against a batch of
+    the other.  The flag is True when both were single.  Raises :class:`~csm.ShapeError` when
+    the batch sizes differ.
+    """
+    X, xs = xp_batch(xp, theta, dim, names[0])
+    V, vs = xp_batch(xp, v, dim, names[1])
+    if X.shape[0] == 1 and V.shape[0] > 1:
+        X = xp.broadcast_to(X, V.shape)
+    elif V.shape[0] == 1 and X.shape[0] > 1:
+        V = xp.broadcast_to(V, X.shape)
+    elif X.shape[0] != V.shape[0]:
+        raise ShapeError(f"`{names[0]}` and `{names[1]}` batch sizes differ: {tuple(X.shape)} vs "
+                         f"{tuple(V.shape)}")
+    return X, V, xs and vs

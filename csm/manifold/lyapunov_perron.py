@@ -108,21 +108,26 @@ def _g_z(C: Any, p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))
 
 
+def _linear_start(C: Any, xi: np.ndarray, dim_u: int, mu: float, K: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Weights ``mu^{-n}`` and the initial guess of the iteration: the linear orbit
+    ``p_n = Lambda_cs^n xi`` (time-major ``(K, B, m)``) and ``q = 0``."""
+    B = xi.shape[0]
+    P = np.empty((K, B, C.dim_cs_repr))
+    P[0] = xi
+    for n in range(1, K):
+        P[n] = C.lin_cs(P[n - 1])
+    return (mu ** (-np.arange(K, dtype=float)), P, np.zeros((K, B, dim_u)),
+            np.zeros((B, dim_u)))
+
+
 def _solve_chunk(C: Any, xi: np.ndarray, dim_u: int, eps: float, mu: float, K: int,
                  target: float, max_iter: int) -> tuple[np.ndarray, int, float]:
     """Banach iteration for one block; sequences stored time-major, ``(K, b, .)``."""
     if C.matrix_free:
         return _solve_chunk_streamed(C, xi, dim_u, eps, mu, K, target, max_iter)
-    B = xi.shape[0]
-    m = C.dim_cs_repr
-    weights = mu ** (-np.arange(K, dtype=float))  # mu^{-n}
-    # initial guess: the linear orbit, q = 0
-    P = np.empty((K, B, m))
-    P[0] = xi
-    for n in range(1, K):
-        P[n] = C.lin_cs(P[n - 1])
-    Qu = np.zeros((K, B, dim_u))
-    q0 = np.zeros((B, dim_u))
+    B, m = xi.shape[0], C.dim_cs_repr
+    weights, P, Qu, q0 = _linear_start(C, xi, dim_u, mu, K)
     active = np.arange(B)
     nit, incr_max = 0, 0.0
     while active.size and nit < max_iter:
@@ -174,14 +179,7 @@ def _solve_chunk_streamed(C: Any, xi: np.ndarray, dim_u: int, eps: float, mu: fl
     temporaries.  Same operator, same stopping rule as :func:`_solve_chunk`.
     """
     B = xi.shape[0]
-    m = C.dim_cs_repr
-    weights = mu ** (-np.arange(K, dtype=float))
-    P = np.empty((K, B, m))
-    P[0] = xi
-    for n in range(1, K):
-        P[n] = C.lin_cs(P[n - 1])
-    Qu = np.zeros((K, B, dim_u))
-    q0 = np.zeros((B, dim_u))
+    weights, P, Qu, q0 = _linear_start(C, xi, dim_u, mu, K)
     active = np.arange(B)
     nit, incr_max = 0, 0.0
     while active.size and nit < max_iter:

@@ -293,17 +293,9 @@ class NetworkProblem(csm.ProblemBase):
         of one kind) as in :meth:`loss`."""
         xp = self._namespace(theta, v, sample_weights)
         if xp is not None:
-            X, xs = self._xp_batch(xp, theta)
-            Vv, vs = self._xp_batch(xp, v, name="v")
-            if X.shape[0] == 1 and Vv.shape[0] > 1:
-                X = xp.broadcast_to(X, Vv.shape)
-            elif Vv.shape[0] == 1 and X.shape[0] > 1:
-                Vv = xp.broadcast_to(Vv, X.shape)
-            elif X.shape[0] != Vv.shape[0]:
-                raise csm.ShapeError(f"`theta` and `v` batch sizes differ: {tuple(X.shape)} vs "
-                                     f"{tuple(Vv.shape)}")
+            X, Vv, single = csm.backends.xp_pair(xp, theta, v, self.dim)
             out = self._xp().hvp(xp, X, Vv, self._xp_weights(xp, sample_weights, X.shape[0], X))
-            return out[0, ...] if (xs and vs) else out
+            return out[0, ...] if single else out
         X, V, single = self._pair(theta, v)
         if not np.all(np.isfinite(X)) or not np.all(np.isfinite(V)):
             raise csm.NonFiniteError("`theta` or `v` contains NaN or infinity")

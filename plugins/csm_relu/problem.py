@@ -242,17 +242,9 @@ class ReluProblem(csm.ProblemBase):
         """
         xp = self._namespace(theta, v)
         if xp is not None:
-            X, xs = self._xp_batch(xp, theta)
-            Vv, vs = self._xp_batch(xp, v, name="v")
-            if X.shape[0] == 1 and Vv.shape[0] > 1:
-                X = xp.broadcast_to(X, Vv.shape)
-            elif Vv.shape[0] == 1 and X.shape[0] > 1:
-                Vv = xp.broadcast_to(Vv, X.shape)
-            elif X.shape[0] != Vv.shape[0]:
-                raise csm.ShapeError(f"`theta` and `v` batch sizes differ: {tuple(X.shape)} "
-                                     f"vs {tuple(Vv.shape)}")
+            X, Vv, single = csm.backends.xp_pair(xp, theta, v, self.dim)
             out = self._xp_engine().hvp(xp, X, Vv)
-            return out[0, ...] if (xs and vs) else out
+            return out[0, ...] if single else out
         X, Vv, single = self._pair(theta, v)
         out = self._engine.hvp(X, Vv)
         return out[0] if single else out
