@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=_cmd_stable_set)
 
     sp = add("reproduce", help="reproduce the paper's applications")
-    sp.add_argument("--quick", action="store_true", help="reduced run (about 90 s on 2 cores)")
+    sp.add_argument("--quick", action="store_true", help="reduced run (about 2 min on 2 cores)")
     sp.add_argument("--out", default="csm-report", help="output directory")
     sp.add_argument("--seed", type=_count(0), default=0, help="random seed")
     sp.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
