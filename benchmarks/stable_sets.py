@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import Record, fmt_s, timed  # noqa: E402
 
 import csm  # noqa: E402
-import csm.stable_sets.estimate as est_mod  # noqa: E402
+import csm.stable_sets.chunks as est_mod  # noqa: E402
 from csm.parallel import process_pool  # noqa: E402
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

@@ -26,7 +26,7 @@ import pytest
 import _toy_problems as toy  # noqa: E402 - on sys.path through tests/conftest.py
 
 import csm  # noqa: E402
-import csm.stable_sets.estimate as est_mod  # noqa: E402
+import csm.stable_sets.chunks as est_mod  # noqa: E402
 from csm.identify import listed_points  # noqa: E402
 from csm.orbits import CONVERGED, DIVERGED, UNCONVERGED, descend  # noqa: E402
 from csm.parallel import BLAS_ENV, executor_workers, process_pool  # noqa: E402
