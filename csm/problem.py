@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from ._results import to_jsonable
-from .errors import InputError, ParameterError
+from .errors import InputError, NonFiniteError, ParameterError
 
 __all__ = [
     "KINDS",
@@ -135,11 +135,22 @@ class ProblemBase:
 
     name: str = "problem"
     dim: int = 0
+    #: Refuse NaN or infinite ``theta`` in the public methods (:class:`~csm.NonFiniteError`
+    #: naming the first bad row); off by default, so a problem may propagate NaN if it wants.
+    finite_only: bool = False
 
     def _batch(self, theta: Any) -> tuple[np.ndarray, bool]:
+        """``(X (B, d), single)`` from one point ``(d,)``, a batch ``(B, d)`` or a
+        :class:`CriticalPoint`, validated (shape; finiteness when :attr:`finite_only`)."""
         from ._validation import as_batch
 
-        return as_batch(theta, self.dim, name="theta")
+        if isinstance(theta, CriticalPoint):
+            theta = theta.theta
+        X, single = as_batch(theta, self.dim, name="theta")
+        if self.finite_only and not np.all(np.isfinite(X)):
+            bad = int(np.nonzero(~np.isfinite(X).all(axis=1))[0][0])
+            raise NonFiniteError(f"`theta` contains NaN or infinity (first bad row: {bad})")
+        return X, single
 
     def _pair(self, theta: Any, v: Any) -> tuple[np.ndarray, np.ndarray, bool]:
         """Rowwise ``(theta, v)`` batches for Hessian-vector products (broadcasting a single one)."""

@@ -60,6 +60,8 @@ class LeakyReluProblem(csm.ProblemBase):
     (True, 'strict_saddle')
     """
 
+    finite_only = True  # NaN or infinite theta: a NonFiniteError naming the row
+
     def __init__(self, N: int = 4, slope: float = 0.1, interval: Sequence[float] = (0.0, 1.0),
                  target: Sequence[float] = (0.0, 1.0), init_scale: float = 1.0) -> None:
         if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or N < 1:
@@ -129,13 +131,6 @@ class LeakyReluProblem(csm.ProblemBase):
                                G2[:, 2 * n2:2 * n2 + N] - a * G2[:, 2 * n2 + N:3 * n2],
                                G2[:, 3 * n2:]], axis=1)
 
-    def _batch(self, theta: Any) -> tuple[np.ndarray, bool]:
-        if isinstance(theta, csm.CriticalPoint):
-            theta = theta.theta
-        X, single = super()._batch(theta)
-        if not np.all(np.isfinite(X)):
-            raise csm.NonFiniteError("`theta` contains NaN or infinity")
-        return X, single
 
     # ------------------------------------------------------------------ kernels
     # the reduced network is a ReLU network with 2N neurons: its public batched methods do the

@@ -86,6 +86,8 @@ class NetworkProblem(csm.ProblemBase):
     (10, (5, 1))
     """
 
+    finite_only = True  # NaN or infinite theta: a NonFiniteError naming the row
+
     def __init__(self, widths: Sequence[int] = (1, 3, 1), activation: Any = "relu",
                  inputs: Any = None, targets: Any = None, data: Any = None, target: Any = None,
                  init_scale: float = 1.0) -> None:
@@ -153,15 +155,6 @@ class NetworkProblem(csm.ProblemBase):
         return wide
 
     # ------------------------------------------------------------------ validation
-    def _batch(self, theta: Any) -> tuple[np.ndarray, bool]:
-        if isinstance(theta, csm.CriticalPoint):
-            theta = theta.theta
-        X, single = super()._batch(theta)
-        if not np.all(np.isfinite(X)):
-            raise csm.NonFiniteError(
-                f"`theta` contains NaN or infinity (first bad row: "
-                f"{int(np.nonzero(~np.isfinite(X).all(axis=1))[0][0])})")
-        return X, single
 
     def _point(self, theta: Any) -> np.ndarray:
         X, single = self._batch(theta)

@@ -131,6 +131,8 @@ class ReluProblem(csm.ProblemBase):
     True
     """
 
+    finite_only = True  # NaN or infinite theta: a NonFiniteError naming the row
+
     def __init__(self, N: int = 4, interval: Sequence[float] = (0.0, 1.0),
                  target: Sequence[float] = (0.0, 1.0), init_scale: float = 1.0) -> None:
         N, (alpha, beta), coef, trimmed, sc = _validate(N, interval, target, init_scale)
@@ -161,15 +163,6 @@ class ReluProblem(csm.ProblemBase):
                 f"target={self.target}>")
 
     # ------------------------------------------------------------------ batching helpers
-    def _batch(self, theta: Any) -> tuple[np.ndarray, bool]:
-        if isinstance(theta, csm.CriticalPoint):
-            theta = theta.theta
-        X, single = super()._batch(theta)
-        if not np.all(np.isfinite(X)):
-            raise csm.NonFiniteError(
-                f"`theta` contains NaN or infinity (first bad row: "
-                f"{int(np.nonzero(~np.isfinite(X).all(axis=1))[0][0])})")
-        return X, single
 
     # ------------------------------------------------------------------ ProblemBase kernels
     def _loss(self, X: np.ndarray) -> np.ndarray:
