@@ -9,6 +9,7 @@ same start (one thread each):
 
 * **csm**: ``T -= step * problem.loss_and_gradient(T)[1]`` (float64; the compiled kernel of
   :mod:`csm_network.engine` when numba is installed, else the NumPy path);
+* **csm-f32**: the same loop on float32 parameters (the plugin then computes in float32);
 * **csm-numpy**: the same with the NumPy reference path forced (``engine._NK = None``), shown
   for information when numba is installed;
 * **torch-f32 / torch-f64**: the best of two hand-written PyTorch programs, each in float32 and
@@ -19,8 +20,9 @@ same start (one thread each):
   not interact).  The fastest (form, chunk) of each dtype enters the timed rounds.
 
 Timing (``benchmarks/_harness.py``): at least 5 interleaved rounds, min and median of the
-seconds per GD run; the ratio is (fastest torch, either dtype) / csm from the mins (median ratio
-alongside).  Also measured: one ``hvp`` over one ``loss_and_gradient`` of csm on the batch
+seconds per GD run.  Ratios from the mins (median ratio alongside): **matched precision**,
+torch-f32 / csm-f32 and torch-f64 / csm (the criterion: the smaller of the two), and the
+cross-precision ratio (fastest torch, either dtype) / csm in float64.  Also measured: one ``hvp`` over one ``loss_and_gradient`` of csm on the batch
 (interleaved), and the largest difference between csm's and torch-f64's final iterates
 (agreement).  Writes ``benchmarks/results/network_gd.json`` and prints a markdown table.
 
@@ -226,7 +228,8 @@ def main() -> None:
             continue
         p = csm.get_problem("network", widths=widths, activation=act, data=data)
         T0 = p.sample(np.random.default_rng(0), args.batch)
-        fns = {"csm": csm_run(p, T0, args.step, args.steps)}
+        fns = {"csm": csm_run(p, T0, args.step, args.steps),
+               "csm-f32": csm_run(p, T0.astype(np.float32), args.step, args.steps)}
         if kernel == "numba" and not args.no_numpy:
             fns["csm-numpy"] = csm_numpy_run(p, T0, args.step, args.steps)
         tuned = {}
@@ -260,33 +263,47 @@ def main() -> None:
             ratio = res.ratio(best_t, "csm")
             ratio_med = res[min(("torch-f32", "torch-f64"), key=lambda n: res[n].median)].median \
                 / res["csm"].median
+            r32, r64 = res.ratio("torch-f32", "csm-f32"), res.ratio("torch-f64", "csm")
+            r32m = res.ratio("torch-f32", "csm-f32", "median")
+            r64m = res.ratio("torch-f64", "csm", "median")
+            matched, matched_med = min(r32, r64), min(r32m, r64m)
             Tc = fns["csm"]()
             Tt = torch_flat(p, fns["torch-f64"]())
             dev = float(np.max(np.abs(Tc - Tt)))
-            print(f"  fastest torch: {best_t}; csm speed-up {ratio:.2f}x (min), {ratio_med:.2f}x "
-                  f"(median); max |csm - torch-f64| after {args.steps} steps: {dev:.1e}")
+            dev32 = float(np.max(np.abs(fns["csm-f32"]().astype(float)
+                                        - torch_flat(p, fns["torch-f32"]()))))
+            print(f"  matched precision: csm-f32 {r32:.2f}x torch-f32, csm {r64:.2f}x torch-f64 "
+                  f"(medians {r32m:.2f}x, {r64m:.2f}x); cross: fastest torch {best_t}, csm (f64) "
+                  f"{ratio:.2f}x (min), {ratio_med:.2f}x (median)")
+            print(f"  agreement after {args.steps} steps: max |csm - torch-f64| {dev:.1e}, "
+                  f"max |csm-f32 - torch-f32| {dev32:.1e}")
             shallow = len(widths) == 3
             need = 5.0 if (shallow and p.dim <= 100) else (1.0 if not shallow else None)
             row.update(fastest_torch=best_t, speedup_min=ratio, speedup_median=ratio_med,
-                       max_dev_torch_f64=dev, criterion=need,
-                       speedup_ok=None if need is None else bool(ratio >= need),
+                       speedup_f32_min=r32, speedup_f64_min=r64, speedup_f32_median=r32m,
+                       speedup_f64_median=r64m, speedup_matched_min=matched,
+                       speedup_matched_median=matched_med, max_dev_torch_f64=dev,
+                       max_dev_f32_torch_f32=dev32, criterion=need,
+                       speedup_ok=None if need is None else bool(matched >= need),
                        hvp_ok=bool(hvp_ratio <= 4.0))
             table.append((title, p.dim, p.m, nsteps / res["csm"].min,
-                          nsteps / res[best_t].min, best_t, tuned[best_t], ratio, ratio_med,
-                          need, hvp_ratio,
+                          nsteps / res["csm-f32"].min, nsteps / res["torch-f64"].min,
+                          nsteps / res["torch-f32"].min, r64, r32, ratio, best_t,
+                          tuned[best_t], need, hvp_ratio,
                           (nsteps / res["csm-numpy"].min) if "csm-numpy" in fns else None))
         rec.add(**row)
     rec.write()
     if table:
-        print("\n| configuration | d | m | csm net-steps/s | fastest torch (form, chunk) | torch "
-              "net-steps/s | speed-up min (median) | needed | HVP / grad | csm NumPy path "
-              "net-steps/s |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for (t, d, m, cs, ts, bt, tu, r, rm, need, hr, npth) in table:
-            ok = "" if need is None else (" ✅" if r >= need else " ❌")
+        print("\n| configuration | d | m | csm f64 / f32 net-steps/s | torch f64 / f32 "
+              "net-steps/s | **× f64** | **× f32** | × cross (fastest torch) | needed | "
+              "HVP / grad | csm NumPy path net-steps/s |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for (t, d, m, c64, c32, t64, t32, r64, r32, rx, bt, tu, need, hr, npth) in table:
+            ok = "" if need is None else (" ✅" if min(r64, r32) >= need else " ❌")
             needs = "—" if need is None else f"≥ {need:g}×"
-            print(f"| {t} | {d} | {m} | {cs:.3g} | {bt} ({tu['form']}, {tu['chunk']}) | {ts:.3g} | "
-                  f"{r:.1f}× ({rm:.1f}×){ok} | {needs} | {hr:.2f}{' ✅' if hr <= 4 else ' ❌'} | "
+            print(f"| {t} | {d} | {m} | {c64:.3g} / {c32:.3g} | {t64:.3g} / {t32:.3g} | "
+                  f"{r64:.1f}× | {r32:.1f}×{ok} | {rx:.1f}× ({bt}, {tu['form']}, {tu['chunk']}) | "
+                  f"{needs} | {hr:.2f}{' ✅' if hr <= 4 else ' ❌'} | "
                   f"{'—' if npth is None else f'{npth:.3g}'} |")
 
 

@@ -10,8 +10,9 @@ import numpy as np
 from .errors import InputError, NonFiniteError, ShapeError
 
 
-def _real_array(x: Any, name: str, what: str) -> np.ndarray:
-    """``x`` as a float array; complex or non-numeric input is an :class:`InputError`."""
+def _real_array(x: Any, name: str, what: str, keep_float32: bool = False) -> np.ndarray:
+    """``x`` as a float64 array (float32 kept as it is with ``keep_float32``); complex or
+    non-numeric input is an :class:`InputError`."""
     try:
         raw = np.asarray(x)
     except (TypeError, ValueError) as exc:
@@ -19,18 +20,21 @@ def _real_array(x: Any, name: str, what: str) -> np.ndarray:
     if np.iscomplexobj(raw):
         raise InputError(f"`{name}` must be a real {what}, got complex values (dtype {raw.dtype})")
     try:
-        return raw.astype(float, copy=False)
+        return raw.astype(np.float32 if keep_float32 and raw.dtype == np.float32 else float,
+                          copy=False)
     except (TypeError, ValueError) as exc:
         raise InputError(f"`{name}` must be a real {what}, got {type(x).__name__} of dtype "
                          f"{raw.dtype}: {exc}") from None
 
 
-def as_batch(x: Any, dim: int | None = None, name: str = "x") -> tuple[np.ndarray, bool]:
-    """Return ``(X, single)`` with ``X`` of shape ``(B, d)`` (float64).
+def as_batch(x: Any, dim: int | None = None, name: str = "x", keep_float32: bool = False
+             ) -> tuple[np.ndarray, bool]:
+    """Return ``(X, single)`` with ``X`` of shape ``(B, d)`` (float64; float32 input stays
+    float32 with ``keep_float32``).
 
     ``single`` is True when ``x`` was one point of shape ``(d,)``.
     """
-    arr = _real_array(x, name, "array")
+    arr = _real_array(x, name, "array", keep_float32)
     if arr.ndim == 1:
         single = True
         arr = arr[None, :]
@@ -47,15 +51,17 @@ def as_batch(x: Any, dim: int | None = None, name: str = "x") -> tuple[np.ndarra
     return arr, single
 
 
-def as_batch_pair(x: Any, v: Any, dim: int | None = None, names: tuple[str, str] = ("x", "v")
-                  ) -> tuple[np.ndarray, np.ndarray, bool]:
+def as_batch_pair(x: Any, v: Any, dim: int | None = None, names: tuple[str, str] = ("x", "v"),
+                  keep_float32: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
     """Rowwise pairs ``(X, V)`` of shape ``(B, d)`` for products such as ``Dg(X_b) V_b``.
 
     A single point or vector ``(d,)`` is broadcast against a batch of the other; the flag is
-    True when both were single.
+    True when both were single.  With ``keep_float32``, float32 ``x`` stays float32 and ``v``
+    takes its dtype.
     """
-    X, xs = as_batch(x, dim, name=names[0])
-    V, vs = as_batch(v, X.shape[1], name=names[1])
+    X, xs = as_batch(x, dim, name=names[0], keep_float32=keep_float32)
+    V, vs = as_batch(v, X.shape[1], name=names[1], keep_float32=keep_float32)
+    V = V.astype(X.dtype, copy=False)
     if X.shape[0] == 1 and V.shape[0] > 1:
         X = np.broadcast_to(X, V.shape)
     elif V.shape[0] == 1 and X.shape[0] > 1:

@@ -184,8 +184,14 @@ def _kernel_module():
     return _numba_kernel
 
 
-def _f64c(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=np.float64)
+def precision(T: np.ndarray) -> np.dtype:
+    """The dtype a batch is computed in: float32 for float32 parameters (data, weights and
+    results follow), float64 otherwise."""
+    return np.dtype(np.float32) if T.dtype == np.float32 else np.dtype(np.float64)
+
+
+def _c(a: np.ndarray, dt: np.dtype) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=dt)
 
 
 def _yt2(YT: np.ndarray) -> np.ndarray:
@@ -193,23 +199,24 @@ def _yt2(YT: np.ndarray) -> np.ndarray:
     return YT.reshape(YT.shape[-2], YT.shape[-1])
 
 
-def _wrows(wts: np.ndarray | None, m: int) -> np.ndarray:
-    return np.full((1, m), 1.0 / m) if wts is None else _f64c(wts)
+def _wrows(wts: np.ndarray | None, m: int, dt: np.dtype) -> np.ndarray:
+    return np.full((1, m), 1.0 / m, dtype=dt) if wts is None else _c(wts, dt)
 
 
 def _compiled_lg(kind: str, lay: Layout, act: Activation, T: np.ndarray, XT: np.ndarray,
                  YT: np.ndarray, wts: np.ndarray | None, want_grad: bool
                  ) -> tuple[np.ndarray, np.ndarray | None]:
     nk = _kernel_module()
-    T = _f64c(T)
+    dt = precision(T)
+    T = _c(T, dt)
     B = T.shape[0]
     m = XT.shape[1]
-    L = np.empty(B)
-    G = np.empty((B if want_grad else 1, lay.dim))  # loss only: one scratch row
-    am, ap = act.relu_like
-    Y2 = _f64c(_yt2(YT))
-    W = _wrows(wts, m)
-    XT = _f64c(XT)
+    L = np.empty(B, dt)
+    G = np.empty((B if want_grad else 1, lay.dim), dt)  # loss only: one scratch row
+    am, ap = (dt.type(a) for a in act.relu_like)
+    Y2 = _c(_yt2(YT), dt)
+    W = _wrows(wts, m, dt)
+    XT = _c(XT, dt)
     h = lay.widths[1]
     if kind == "mlp":
         nk.mlp_loss_grad(T, XT, Y2, W, np.asarray(lay.widths, dtype=np.int64), am, ap,
@@ -217,7 +224,7 @@ def _compiled_lg(kind: str, lay: Layout, act: Activation, T: np.ndarray, XT: np.
     elif kind == "scalar":
         nk.scalar_loss_grad(T, XT[0], Y2[0], W, h, am, ap, want_grad, L, G)
     elif lay.widths[2] == 1:
-        nk.k1_loss_grad(T, XT, Y2[0], W, h, am, ap, want_grad, L, G)
+        nk.K1_LOSS_GRAD[lay.widths[0]](T, XT, Y2[0], W, h, am, ap, want_grad, L, G)
     else:
         nk.shallow_loss_grad(T, XT, Y2, W, h, lay.widths[2], am, ap, want_grad, L, G)
     return L, (G if want_grad else None)
@@ -251,9 +258,11 @@ def loss(lay: Layout, act: Activation, T: np.ndarray, XT: np.ndarray, YT: np.nda
     if kind is not None:
         return _compiled_lg(kind, lay, act, T, XT, YT, wts, False)[0]
     m = XT.shape[1]
-    Y3 = _yt2(YT)[None]
+    dt = precision(T)
+    XT, Y3 = _c(XT, dt), _c(_yt2(YT), dt)[None]
+    wts = None if wts is None else _c(wts, dt)
     c = chunk_size(lay, m)
-    out = np.empty(T.shape[0])
+    out = np.empty(T.shape[0], dt)
     for sl, w in _chunks(T.shape[0], c, wts):
         out[sl] = _residual_loss(forward(lay, act, T[sl], XT) - Y3, w, m)
     return out
@@ -267,10 +276,12 @@ def loss_and_gradient(lay: Layout, act: Activation, T: np.ndarray, XT: np.ndarra
     if kind is not None:
         return _compiled_lg(kind, lay, act, T, XT, YT, wts, True)
     m = XT.shape[1]
-    Y3 = _yt2(YT)[None]
+    dt = precision(T)
+    XT, Y3 = _c(XT, dt), _c(_yt2(YT), dt)[None]
+    wts = None if wts is None else _c(wts, dt)
     c = chunk_size(lay, m)
-    L = np.empty(T.shape[0])
-    G = np.empty((T.shape[0], lay.dim))
+    L = np.empty(T.shape[0], dt)
+    G = np.empty((T.shape[0], lay.dim), dt)
     for sl, w in _chunks(T.shape[0], c, wts):
         L[sl], G[sl] = _loss_and_gradient(lay, act, T[sl], XT, Y3, w)
     return L, G
@@ -311,25 +322,28 @@ def hvp(lay: Layout, act: Activation, T: np.ndarray, Vdir: np.ndarray, XT: np.nd
     """
     kind = kernel_for(lay, act, fast)
     m = XT.shape[1]
+    dt = precision(T)
     if kind is not None:
         nk = _kernel_module()
-        T = _f64c(T)
-        H = np.empty((T.shape[0], lay.dim))
-        am, ap = act.relu_like
-        XT = _f64c(XT)
-        Y2 = _f64c(_yt2(YT))
+        T, Vdir = _c(T, dt), _c(Vdir, dt)
+        H = np.empty((T.shape[0], lay.dim), dt)
+        am, ap = (dt.type(a) for a in act.relu_like)
+        XT = _c(XT, dt)
+        Y2 = _c(_yt2(YT), dt)
+        W = _wrows(wts, m, dt)
         if kind == "mlp":
-            nk.mlp_hvp(T, _f64c(Vdir), XT, Y2, _wrows(wts, m),
-                       np.asarray(lay.widths, dtype=np.int64), am, ap, H)
+            nk.mlp_hvp(T, Vdir, XT, Y2, W, np.asarray(lay.widths, dtype=np.int64), am, ap, H)
         elif kind == "scalar":
-            nk.scalar_hvp(T, _f64c(Vdir), XT[0], Y2[0], _wrows(wts, m), lay.widths[1], am, ap, H)
+            nk.scalar_hvp(T, Vdir, XT[0], Y2[0], W, lay.widths[1], am, ap, H)
+        elif lay.widths[2] == 1:
+            nk.K1_HVP[lay.widths[0]](T, Vdir, XT, Y2[0], W, lay.widths[1], am, ap, H)
         else:
-            nk.shallow_hvp(T, _f64c(Vdir), XT, Y2, _wrows(wts, m), lay.widths[1], lay.widths[2],
-                           am, ap, H)
+            nk.shallow_hvp(T, Vdir, XT, Y2, W, lay.widths[1], lay.widths[2], am, ap, H)
         return H
-    Y3 = _yt2(YT)[None]
+    XT, Y3 = _c(XT, dt), _c(_yt2(YT), dt)[None]
+    wts = None if wts is None else _c(wts, dt)
     c = chunk_size(lay, m, 2)
-    H = np.empty((T.shape[0], lay.dim))
+    H = np.empty((T.shape[0], lay.dim), dt)
     for sl, w in _chunks(T.shape[0], c, wts):
         H[sl] = _hvp(lay, act, T[sl], Vdir[sl], XT, Y3, w)
     return H

@@ -78,6 +78,13 @@ class NetworkProblem(csm.ProblemBase):
     :meth:`hvp` / :meth:`hessian`: exact Hessian of the polynomial piece of ``L`` that this
     convention selects (the true Hessian wherever no pre-activation sits on a breakpoint).
 
+    Precision: float64 throughout, except that a float32 NumPy ``theta`` is computed in
+    float32 by :meth:`loss`, :meth:`gradient`, :meth:`loss_and_gradient` and :meth:`hvp` (data
+    and sample weights rounded to float32, results float32; sums in float32, so about 1e-6
+    relative) -- the precision of a float32 PyTorch training loop, for batched GD at twice
+    the SIMD width.  :meth:`hessian` and the analyses (:meth:`stationarity`, regions, critical
+    points) are float64 always.
+
     Examples
     --------
     >>> import csm
@@ -87,6 +94,7 @@ class NetworkProblem(csm.ProblemBase):
     """
 
     finite_only = True  # NaN or infinite theta: a NonFiniteError naming the row
+    float32 = True  # float32 theta computed in float32 (see "Precision")
 
     def __init__(self, widths: Sequence[int] = (1, 3, 1), activation: Any = "relu",
                  inputs: Any = None, targets: Any = None, data: Any = None, target: Any = None,

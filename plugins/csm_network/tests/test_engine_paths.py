@@ -28,7 +28,10 @@ ACTS = ["relu", "leaky_relu:0.1", "linear",
 CASES = [  # widths, m, expected kernel
     ((1, 7, 1), 23, "scalar"),
     ((1, 16, 1), 64, "scalar"),
-    ((2, 5, 1), 17, "shallow"),
+    ((2, 5, 1), 17, "shallow"),     # one output: one kernel per input width (2, 3, 5, 8 here)
+    ((3, 4, 1), 13, "shallow"),
+    ((5, 10, 1), 21, "shallow"),
+    ((8, 3, 1), 9, "shallow"),
     ((5, 6, 3), 19, "shallow"),     # input columns in a block of 4 plus one
     ((9, 4, 2), 12, "mlp"),         # wide first layer (BLAS), thin output
     ((3, 4, 6), 11, "shallow"),     # several outputs
