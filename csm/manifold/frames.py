@@ -224,6 +224,7 @@ class MatrixFreeFrame:
         self.dim_cs_repr = self.dim
         self.lambda_min = float(np.min(np.abs(lam_u)))
         self.norm_Q = self.norm_Q_inv = 1.0
+        self._x0_nonzero = bool(np.any(fixed_point))
 
     def project_cs(self, p: np.ndarray) -> np.ndarray:
         return p - (p @ self.U) @ self.U.T
@@ -251,6 +252,28 @@ class MatrixFreeFrame:
     def g_z(self, p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         X = self.fixed_point + self.from_z(p, q)
         return self.to_z(self.g(X) - self.fixed_point)
+
+    def advance(self, p: np.ndarray, q: np.ndarray, v: np.ndarray | None
+                ) -> tuple[np.ndarray | None, np.ndarray]:
+        """One step of the streamed Lyapunov--Perron recurrence: with ``dx = g(x* + p + U q)
+        - x*``, ``(P_cs (dx + A v), U^T dx)`` (``A = Dg(x*)``), or ``(None, U^T dx)`` when
+        ``v`` is None.  ``P_cs`` is linear, so the cs part of the map and the linear step share
+        one projection (docs/theory.md §1.7, "Matrix-free solve")."""
+        U = self.U
+        X = q @ U.T
+        X += p
+        if self._x0_nonzero:
+            X += self.fixed_point
+            dx = self.g(X) - self.fixed_point
+        else:  # a saddle at the origin: two passes fewer
+            dx = self.g(X)
+        gq = dx @ U
+        if v is None:
+            return None, gq
+        out = self._A(v)
+        out += dx
+        out -= (out @ U) @ U.T
+        return out, gq
 
     def unstable_directions(self) -> np.ndarray:
         """The orthonormal unstable eigenvectors as rows (ambient = z-coordinates here)."""

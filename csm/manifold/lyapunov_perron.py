@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from .._results import Result
-from .._validation import check_finite
 from ..errors import ConvergenceError
 from .cutoff import bump
 
@@ -100,12 +99,15 @@ def solve_graph(frame: Any, xi: np.ndarray, *, dim_u: int, radius: float, contra
     return out
 
 
-def _g_z(C: Any, p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``C.g_z`` in row blocks of ``C.chunk`` for matrix-free frames (cache-sized map calls)."""
-    if not C.matrix_free or len(p) <= C.chunk:
-        return C.g_z(p, q)
-    parts = [C.g_z(p[i:i + C.chunk], q[i:i + C.chunk]) for i in range(0, len(p), C.chunk)]
-    return (np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))
+def _advance(C: Any, p: np.ndarray, q: np.ndarray, v: np.ndarray | None
+             ) -> tuple[np.ndarray | None, np.ndarray]:
+    """``C.advance`` in row blocks of ``C.chunk`` (cache-sized map calls)."""
+    if len(p) <= C.chunk:
+        return C.advance(p, q, v)
+    parts = [C.advance(p[i:i + C.chunk], q[i:i + C.chunk], None if v is None else v[i:i + C.chunk])
+             for i in range(0, len(p), C.chunk)]
+    gq = np.concatenate([b for _, b in parts])
+    return (None if v is None else np.concatenate([a for a, _ in parts])), gq
 
 
 def _linear_start(C: Any, xi: np.ndarray, dim_u: int, mu: float, K: int
@@ -137,9 +139,7 @@ def _solve_chunk(C: Any, xi: np.ndarray, dim_u: int, eps: float, mu: float, K: i
         eta = bump(nrm * (1.0 / eps))[..., None]  # (K, b, 1)
         cP = eta * P
         cQ = (eta * Qu).reshape(K * b, dim_u)
-        gp, gq = _g_z(C, cP.reshape(K * b, m), cQ)
-        check_finite(gp, "map (inside the Lyapunov--Perron iteration)")
-        check_finite(gq, "map (inside the Lyapunov--Perron iteration)")
+        gp, gq = C.g_z(cP.reshape(K * b, m), cQ)  # finiteness: checked by the map
         # r~(y) = g_z(chi(y)) - Lambda chi(y); the cs recurrence
         # p_n = Lambda p_{n-1} + r~_cs(y_{n-1}) is applied as Lambda (p_{n-1} - chi_cs(y_{n-1}))
         # + g_cs(chi(y_{n-1})): one application of Lambda_cs per step, none on the whole batch
@@ -174,12 +174,16 @@ def _solve_chunk_streamed(C: Any, xi: np.ndarray, dim_u: int, eps: float, mu: fl
     """The same iteration, one time step at a time (matrix-free frames, large ``d``).
 
     A sweep walks ``n = 0 .. K-1`` once: the cutoff, the map and the cs recurrence of step
-    ``n`` touch only the rows of step ``n`` (cache-resident), and the new ``p_n`` overwrites
-    the old one in place, so a block holds one ``(K, b, d)`` array and no full-size
-    temporaries.  Same operator, same stopping rule as :func:`_solve_chunk`.
+    ``n`` touch only the rows of step ``n`` (cache-resident), and the new ``p_n`` replaces the
+    old one, so a block holds one sequence of ``(b, d)`` rows and no full-size temporaries.
+    Same operator, same stopping rule as :func:`_solve_chunk`; per step one map and one
+    Jacobian-vector product with one projection (:meth:`MatrixFreeFrame.advance`), and no
+    cutoff product where every row lies where the bump is 1.  Finiteness of the map's values is
+    checked by the map itself (:class:`csm.Map`).
     """
     B = xi.shape[0]
-    weights, P, Qu, q0 = _linear_start(C, xi, dim_u, mu, K)
+    weights, P0, Qu, q0 = _linear_start(C, xi, dim_u, mu, K)
+    P = list(P0)
     active = np.arange(B)
     nit, incr_max = 0, 0.0
     while active.size and nit < max_iter:
@@ -187,18 +191,20 @@ def _solve_chunk_streamed(C: Any, xi: np.ndarray, dim_u: int, eps: float, mu: fl
         b = active.size
         Ru = np.empty((K, b, dim_u))
         dP2 = np.empty((K, b))
-        nxt = P[0].copy()  # the new p_0 = xi
+        nxt = P[0]  # the new p_0 = xi
         for n in range(K):
             old, qn = P[n], Qu[n]
-            eta = bump(np.sqrt(np.sum(old * old, axis=1) + np.sum(qn * qn, axis=1)) / eps)
-            cp, cq = eta[:, None] * old, eta[:, None] * qn
-            gp, gq = _g_z(C, cp, cq)
-            check_finite(gp, "map (inside the Lyapunov--Perron iteration)")
-            check_finite(gq, "map (inside the Lyapunov--Perron iteration)")
-            Ru[n] = gq - C.lin_u(cq)
+            s = np.sqrt(np.einsum("ij,ij->i", old, old) + np.einsum("ij,ij->i", qn, qn))
+            eta = bump(s * (1.0 / eps))
             dlt = nxt - old
-            dP2[n] = np.sum(dlt * dlt, axis=1)
-            following = C.lin_cs(nxt - cp) + gp if n + 1 < K else None
+            dP2[n] = np.einsum("ij,ij->i", dlt, dlt)
+            if np.all(eta == 1.0):  # inside the flat part of the cutoff: chi(y) = y
+                cp, cq, v = old, qn, dlt
+            else:
+                cp, cq = eta[:, None] * old, eta[:, None] * qn
+                v = nxt - cp
+            following, gq = _advance(C, cp, cq, v if n + 1 < K else None)
+            Ru[n] = gq - C.lin_u(cq)
             P[n] = nxt
             nxt = following
         newQ = np.empty_like(Qu)
@@ -217,5 +223,5 @@ def _solve_chunk_streamed(C: Any, xi: np.ndarray, dim_u: int, eps: float, mu: fl
         if done.all():
             break
         keep = ~done
-        P, Qu, active = P[:, keep], Qu[:, keep], active[keep]
+        P, Qu, active = [p[keep] for p in P], Qu[:, keep], active[keep]
     return q0, nit, incr_max

@@ -180,34 +180,51 @@ class RotatedQuartic(ProblemBase):
         self.c = float(coupling)
         H = rng.standard_normal((n_reflect, self.dim))
         self._house = H / np.linalg.norm(H, axis=1, keepdims=True)
+        # compact WY form R = H_1 ... H_n = I - W S W^T (W = house^T; Schreiber & Van Loan):
+        # (I - W S W^T)(I - 2 h h^T) = I - [W h] [[S, -2 S W^T h], [0, 2]] [W h]^T
+        n = len(self._house)
+        S = np.zeros((n, n))
+        for k, h in enumerate(self._house):
+            S[:k, k] = -2.0 * S[:k, :k] @ (self._house[:k] @ h)
+            S[k, k] = 2.0
+        self._wy = S
 
-    def _rot_T(self, X: np.ndarray) -> np.ndarray:  # u = R^T x, R = H_1 H_2 ... H_n
-        for h in self._house:
-            X = X - 2.0 * np.outer(X @ h, h)
-        return X
+    def _rot_T(self, X: np.ndarray) -> np.ndarray:  # u = R^T x: rows U = X R = X - (X W) S W^T
+        Hh = self._house
+        return X - ((X @ Hh.T) @ self._wy) @ Hh
 
-    def _rot(self, U: np.ndarray) -> np.ndarray:  # x = R u
-        for h in self._house[::-1]:
-            U = U - 2.0 * np.outer(U @ h, h)
-        return U
+    def _rot(self, U: np.ndarray) -> np.ndarray:  # x = R u: rows X = U R^T = U - (U W) S^T W^T
+        Hh = self._house
+        return U - ((U @ Hh.T) @ self._wy.T) @ Hh
+
+    @property
+    def reflections(self) -> np.ndarray:
+        """The unit vectors ``h_i (n_reflect, d)`` of ``R = prod_i (I - 2 h_i h_i^T)`` (a copy)."""
+        return self._house.copy()
 
     def _parts(self, Uu: np.ndarray):
         k = self.dim_u
         s = Uu[:, :k].sum(axis=1)
-        w = np.sum(Uu[:, k:] ** 2, axis=1)
+        tail = Uu[:, k:]
+        w = np.einsum("ij,ij->i", tail, tail)
         return s, w
 
     def _loss(self, X: np.ndarray) -> np.ndarray:
         U = self._rot_T(X)
         s, w = self._parts(U)
-        return (0.5 * U**2 @ self.a + 0.25 * self.b * np.sum(U**4, axis=1) + self.c * s * w)
+        U2 = U * U
+        return 0.5 * U2 @ self.a + 0.25 * self.b * np.einsum("ij,ij->i", U2, U2) + self.c * s * w
 
     def _grad_u(self, U: np.ndarray) -> np.ndarray:
         k = self.dim_u
         s, w = self._parts(U)
-        G = self.a * U + self.b * U**3
-        G[:, :k] += self.c * w[:, None]
-        G[:, k:] += 2.0 * self.c * s[:, None] * U[:, k:]
+        G = U * U  # a u + b u^3 = u (a + b u^2), in place
+        G *= self.b
+        G += self.a
+        G *= U
+        if self.c:
+            G[:, :k] += self.c * w[:, None]
+            G[:, k:] += (2.0 * self.c * s)[:, None] * U[:, k:]
         return G
 
     def _gradient(self, X: np.ndarray) -> np.ndarray:
@@ -218,12 +235,16 @@ class RotatedQuartic(ProblemBase):
         X, V, single = self._pair(X, V)
         U, W = self._rot_T(X), self._rot_T(V)
         k = self.dim_u
-        s, _ = self._parts(U)
-        out = (self.a + 3.0 * self.b * U**2) * W
-        ws = W[:, :k].sum(axis=1)
-        dot = np.sum(U[:, k:] * W[:, k:], axis=1)
-        out[:, :k] += 2.0 * self.c * dot[:, None]
-        out[:, k:] += 2.0 * self.c * (ws[:, None] * U[:, k:] + s[:, None] * W[:, k:])
+        out = U * U  # (a + 3 b u^2) w, in place
+        out *= 3.0 * self.b
+        out += self.a
+        out *= W
+        if self.c:
+            s, _ = self._parts(U)
+            ws = W[:, :k].sum(axis=1)
+            dot = np.einsum("ij,ij->i", U[:, k:], W[:, k:])
+            out[:, :k] += 2.0 * self.c * dot[:, None]
+            out[:, k:] += (2.0 * self.c * ws)[:, None] * U[:, k:] + (2.0 * self.c * s)[:, None] * W[:, k:]
         out = self._rot(out)
         return out[0] if single else out
 
