@@ -111,14 +111,14 @@ def _advance(C: Any, p: np.ndarray, q: np.ndarray, v: np.ndarray | None
 
 
 def _linear_start(C: Any, xi: np.ndarray, dim_u: int, mu: float, K: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                  ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray]:
     """Weights ``mu^{-n}`` and the initial guess of the iteration: the linear orbit
-    ``p_n = Lambda_cs^n xi`` (time-major ``(K, B, m)``) and ``q = 0``."""
+    ``p_n = Lambda_cs^n xi`` (a list of ``K`` arrays ``(B, m)``) and ``q = 0``
+    (time-major ``(K, B, dim_u)``)."""
     B = xi.shape[0]
-    P = np.empty((K, B, C.dim_cs_repr))
-    P[0] = xi
-    for n in range(1, K):
-        P[n] = C.lin_cs(P[n - 1])
+    P = [xi]
+    for _ in range(1, K):
+        P.append(C.lin_cs(P[-1]))
     return (mu ** (-np.arange(K, dtype=float)), P, np.zeros((K, B, dim_u)),
             np.zeros((B, dim_u)))
 
@@ -130,6 +130,7 @@ def _solve_chunk(C: Any, xi: np.ndarray, dim_u: int, eps: float, mu: float, K: i
         return _solve_chunk_streamed(C, xi, dim_u, eps, mu, K, target, max_iter)
     B, m = xi.shape[0], C.dim_cs_repr
     weights, P, Qu, q0 = _linear_start(C, xi, dim_u, mu, K)
+    P = np.stack(P)  # (K, B, m)
     active = np.arange(B)
     nit, incr_max = 0, 0.0
     while active.size and nit < max_iter:
@@ -175,15 +176,15 @@ def _solve_chunk_streamed(C: Any, xi: np.ndarray, dim_u: int, eps: float, mu: fl
 
     A sweep walks ``n = 0 .. K-1`` once: the cutoff, the map and the cs recurrence of step
     ``n`` touch only the rows of step ``n`` (cache-resident), and the new ``p_n`` replaces the
-    old one, so a block holds one sequence of ``(b, d)`` rows and no full-size temporaries.
+    old one (freeing it), so a block holds one sequence of ``K`` arrays ``(b, d)`` and no
+    full-size temporaries.
     Same operator, same stopping rule as :func:`_solve_chunk`; per step one map and one
     Jacobian-vector product with one projection (:meth:`MatrixFreeFrame.advance`), and no
     cutoff product where every row lies where the bump is 1.  Finiteness of the map's values is
     checked by the map itself (:class:`csm.Map`).
     """
     B = xi.shape[0]
-    weights, P0, Qu, q0 = _linear_start(C, xi, dim_u, mu, K)
-    P = list(P0)
+    weights, P, Qu, q0 = _linear_start(C, xi, dim_u, mu, K)
     active = np.arange(B)
     nit, incr_max = 0, 0.0
     while active.size and nit < max_iter:
