@@ -12,7 +12,10 @@ once:
 1. breakpoints ``tau_j`` (clipped to ``[alpha, beta]``; ``w = 0``: ``alpha`` if ``b > 0``
    else ``beta``) sorted with their neuron index: ranks by branch-free counting for
    ``N <= SMALL_N`` (a constant-size case: no mispredicted branches), an in-place quicksort
-   (median of three, insertion-sort tail) above -- ``O(N log N)``;
+   (median of three, insertion-sort tail) above -- ``O(N log N)``; in the second and later GD
+   steps of a network (``N >= WARM_N``) an insertion sort from the previous step's order,
+   ``O(N)`` when few breakpoints cross, with a budget of element moves beyond which the step
+   sorts from scratch;
 2. one backward pass: suffix sums of ``(v w, v b)`` over the *live* left-facing neurons;
 3. one forward pass over the ``N + 1`` pieces: slope/intercept = (prefix sum over the live
    right-facing neurons) + (the stored suffix sum) [+ c], the residual moments
@@ -35,12 +38,16 @@ import os
 import numpy as np
 from numba import njit
 
-__all__ = ["pack", "kernel", "SMALL_N"]
+__all__ = ["pack", "kernel", "SMALL_N", "WARM_N", "WARM_SHIFTS"]
 
 # counting-rank sort up to this many neurons, quicksort above (measured on the 2-core
 # development machine on fresh random batches: counting is the faster up to N ~ 64-96; a
 # branch-free merge sort was slower than the quicksort at N = 128-1000)
 SMALL_N = 64
+# GD steps after the first of a network: re-sort in the previous order by insertion from this
+# many neurons on (below, the counting sort is as cheap), at most WARM_SHIFTS * N element moves
+WARM_N = 32
+WARM_SHIFTS = 8
 _CACHE = not os.environ.get("CSM_NUMBA_NO_CACHE")
 _TWELFTH = 1.0 / 12.0
 
@@ -49,12 +56,12 @@ _JIT = dict(cache=_CACHE, nogil=True, error_model="numpy", boundscheck=False)
 
 @njit(**_JIT)
 def _insertion_sort(key, idx, lo, hi):
-    """Sort ``key[lo:hi]`` ascending, permuting ``idx`` alongside (stable)."""
+    """Sort ``key[lo:hi]`` ascending, permuting ``idx`` alongside; ties by ``idx``."""
     for i in range(lo + 1, hi):
         k = key[i]
         v = idx[i]
         j = i - 1
-        while j >= lo and key[j] > k:
+        while j >= lo and (key[j] > k or (key[j] == k and idx[j] > v)):
             key[j + 1] = key[j]
             idx[j + 1] = idx[j]
             j -= 1
@@ -64,7 +71,10 @@ def _insertion_sort(key, idx, lo, hi):
 
 @njit(**_JIT)
 def _sort(key, idx, n, stack):
-    """In-place sort of ``key[:n]`` (no nan: breakpoints are clipped) with ``idx`` alongside.
+    """In-place sort of ``key[:n]`` (no nan: breakpoints are clipped) with ``idx`` alongside,
+    by ``(key, idx)``: ties by neuron index, so that the sorted order -- and with it every sum
+    of the kernel -- is unique, whichever algorithm produced it (counting, quicksort, or the
+    warm insertion sort of later GD steps).
 
     Quicksort (median of three, explicit stack, smaller side first so the stack stays
     ``O(log n)``) with an insertion-sort finish on short ranges: ``O(n log n)`` expected.
@@ -93,12 +103,13 @@ def _sort(key, idx, n, stack):
                     key[mid], key[lo] = key[lo], key[mid]
                     idx[mid], idx[lo] = idx[lo], idx[mid]
             piv = key[mid]
+            pvi = idx[mid]
             i = lo
             j = hi
             while i <= j:
-                while key[i] < piv:
+                while key[i] < piv or (key[i] == piv and idx[i] < pvi):
                     i += 1
-                while key[j] > piv:
+                while key[j] > piv or (key[j] == piv and idx[j] > pvi):
                     j -= 1
                 if i <= j:
                     key[i], key[j] = key[j], key[i]
@@ -201,27 +212,54 @@ def kernel(X, fp, ip, need_grad, final, step, steps, L, G):
         for it in range(nev):
             grad = need_grad if it == steps else True
             c = th[3 * N]
-            # 1. breakpoints, clipped exactly as np.fmax(np.fmin(t, beta), alpha) (nan -> beta)
-            for j in range(N):
-                t = -th[N + j] / (th[j] + 0.0)
-                tau = t if t <= beta else beta
-                key[j] = tau if tau >= alpha else alpha
-                idx[j] = j
-            if N <= SMALL_N:
-                # rank by counting (branch-free O(N^2) compares, vectorised); ties by index
-                for j in range(N):
-                    kj = key[j]
-                    r = 0
-                    for i in range(N):
-                        ki = key[i]
-                        r += (ki < kj) | ((ki == kj) & (i < j))
-                    p0[r] = kj
-                    stack[r] = j
+            # 1. breakpoints, clipped exactly as np.fmax(np.fmin(t, beta), alpha) (nan -> beta).
+            # From the second step of a network on (N >= WARM_N): in the previous step's order
+            # (one GD step moves few breakpoints past each other), sorted by insertion with a
+            # budget of WARM_SHIFTS * N shifts -- O(N) when nearly sorted; over budget, the
+            # cold path below sorts from scratch
+            cold = True
+            if it > 0 and N >= WARM_N:
                 for k in range(N):
-                    key[k] = p0[k]
-                    idx[k] = stack[k]
-            else:
-                _sort(key, idx, N, stack)
+                    j = idx[k]
+                    t = -th[N + j] / (th[j] + 0.0)
+                    tau = t if t <= beta else beta
+                    key[k] = tau if tau >= alpha else alpha
+                budget = WARM_SHIFTS * N
+                for i in range(1, N):
+                    kk = key[i]
+                    jj = idx[i]
+                    q = i - 1
+                    while q >= 0 and (key[q] > kk or (key[q] == kk and idx[q] > jj)):
+                        key[q + 1] = key[q]
+                        idx[q + 1] = idx[q]
+                        q -= 1
+                    key[q + 1] = kk
+                    idx[q + 1] = jj
+                    budget -= i - 1 - q
+                    if budget < 0:
+                        break
+                cold = budget < 0
+            if cold:
+                for j in range(N):
+                    t = -th[N + j] / (th[j] + 0.0)
+                    tau = t if t <= beta else beta
+                    key[j] = tau if tau >= alpha else alpha
+                    idx[j] = j
+                if N <= SMALL_N:
+                    # rank by counting (branch-free O(N^2) compares, vectorised); ties by index
+                    for j in range(N):
+                        kj = key[j]
+                        r = 0
+                        for i in range(N):
+                            ki = key[i]
+                            r += (ki < kj) | ((ki == kj) & (i < j))
+                        p0[r] = kj
+                        stack[r] = j
+                    for k in range(N):
+                        key[k] = p0[k]
+                        idx[k] = stack[k]
+                else:
+                    _sort(key, idx, N, stack)
             # in sorted order: w, b, v and the contributions (v w, v b) of the live
             # right-facing (rv*) and live left-facing (lv*) neurons, +0.0 for the others.
             # The liveness masks are sign bits (integer shifts and ANDs on the bit patterns):
