@@ -293,17 +293,15 @@ def kernel(X, fp, ip, need_grad, final, step, steps, L, G):
                     ia = 0
                     ii = na
                     ib_ = N - nb
-                    for j in range(N):
+                    for j in range(N):  # branch-free: arithmetic on the comparisons
                         kj = key[j]
-                        if kj == alpha:
-                            pos = ia
-                            ia += 1
-                        elif kj == beta:
-                            pos = ib_
-                            ib_ += 1
-                        else:
-                            pos = ii
-                            ii += 1
+                        isa = np.int64(kj == alpha)
+                        isb = np.int64(kj == beta)
+                        isi = 1 - isa - isb
+                        pos = isa * ia + isb * ib_ + isi * ii
+                        ia += isa
+                        ib_ += isb
+                        ii += isi
                         p0[pos] = kj
                         stack[pos] = j
                     for k in range(N):
