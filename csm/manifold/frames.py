@@ -258,7 +258,7 @@ class MatrixFreeFrame:
         """One step of the streamed Lyapunov--Perron recurrence: with ``dx = g(x* + p + U q)
         - x*``, ``(P_cs (dx + A v), U^T dx)`` (``A = Dg(x*)``), or ``(None, U^T dx)`` when
         ``v`` is None.  ``P_cs`` is linear, so the cs part of the map and the linear step share
-        one projection (docs/theory.md §1.7, "Matrix-free solve")."""
+        one projection (docs/theory.md §1.3, "Truncation, horizon and stopping")."""
         U = self.U
         X = q @ U.T
         X += p
