@@ -138,45 +138,46 @@ class ProblemBase:
     #: Refuse NaN or infinite ``theta`` in the public methods (:class:`~csm.NonFiniteError`
     #: naming the first bad row); off by default, so a problem may propagate NaN if it wants.
     finite_only: bool = False
-    #: Compute float32 ``theta`` in float32 (:meth:`loss`, :meth:`gradient`, and whatever
+    #: Compute float32 ``theta`` in float32 in :meth:`loss` and :meth:`gradient` (and whatever
     #: else the problem documents; results float32); off by default: every input is converted
-    #: to float64.  For throughput-bound uses (batched GD of many networks); the analyses of
-    #: csm (critical points, manifolds, stable sets) pass float64.
+    #: to float64.  For throughput-bound uses (batched GD of many networks); everything else
+    #: (:meth:`hessian`, analyses calling ``_batch``) stays float64.
     float32: bool = False
 
-    def _batch(self, theta: Any) -> tuple[np.ndarray, bool]:
+    def _batch(self, theta: Any, keep_float32: bool = False) -> tuple[np.ndarray, bool]:
         """``(X (B, d), single)`` from one point ``(d,)``, a batch ``(B, d)`` or a
         :class:`CriticalPoint`, validated (shape; finiteness when :attr:`finite_only`);
-        float64, or float32 for float32 input when :attr:`float32` is set."""
+        float64, or float32 for float32 input with ``keep_float32`` (what :meth:`loss` and
+        :meth:`gradient` pass when :attr:`float32` is set; analyses keep the default)."""
         from ._validation import as_batch
 
         if isinstance(theta, CriticalPoint):
             theta = theta.theta
-        X, single = as_batch(theta, self.dim, name="theta", keep_float32=self.float32)
+        X, single = as_batch(theta, self.dim, name="theta", keep_float32=keep_float32)
         if self.finite_only and not np.all(np.isfinite(X)):
             bad = int(np.nonzero(~np.isfinite(X).all(axis=1))[0][0])
             raise NonFiniteError(f"`theta` contains NaN or infinity (first bad row: {bad})")
         return X, single
 
-    def _pair(self, theta: Any, v: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+    def _pair(self, theta: Any, v: Any, keep_float32: bool = False
+              ) -> tuple[np.ndarray, np.ndarray, bool]:
         """Rowwise ``(theta, v)`` batches for Hessian-vector products (broadcasting a single one)."""
         from ._validation import as_batch_pair
 
-        return as_batch_pair(theta, v, self.dim, names=("theta", "v"), keep_float32=self.float32)
+        return as_batch_pair(theta, v, self.dim, names=("theta", "v"), keep_float32=keep_float32)
 
     def loss(self, theta: Any) -> np.ndarray | float:
-        X, single = self._batch(theta)
+        X, single = self._batch(theta, keep_float32=self.float32)
         out = np.asarray(self._loss(X), dtype=X.dtype)
         return float(out[0]) if single else out
 
     def gradient(self, theta: Any) -> np.ndarray:
-        X, single = self._batch(theta)
+        X, single = self._batch(theta, keep_float32=self.float32)
         out = np.asarray(self._gradient(X), dtype=X.dtype)
         return out[0] if single else out
 
     def hessian(self, theta: Any) -> np.ndarray:
         X, single = self._batch(theta)
-        X = X.astype(float, copy=False)  # always float64
         if hasattr(self, "_hessian"):
             out = np.asarray(self._hessian(X), dtype=float)
         else:

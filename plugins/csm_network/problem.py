@@ -251,7 +251,7 @@ class NetworkProblem(csm.ProblemBase):
             return L[0] if single else L
         if sample_weights is None:
             return super().loss(theta)
-        X, single = self._batch(theta)
+        X, single = self._batch(theta, keep_float32=True)
         L = engine.loss(self._lay, self.activation, X, self._XT, self._YT,
                         self._weights(sample_weights, X.shape[0]))
         return float(L[0]) if single else L
@@ -282,7 +282,7 @@ class NetworkProblem(csm.ProblemBase):
             L, G = self._xp().loss_and_gradient(
                 xp, X, self._xp_weights(xp, sample_weights, X.shape[0], X))
             return (L[0], G[0, ...]) if single else (L, G)
-        X, single = self._batch(theta)
+        X, single = self._batch(theta, keep_float32=True)
         L, G = engine.loss_and_gradient(self._lay, self.activation, X, self._XT, self._YT,
                                         self._weights(sample_weights, X.shape[0]))
         return (float(L[0]), G[0]) if single else (L, G)
@@ -297,7 +297,7 @@ class NetworkProblem(csm.ProblemBase):
             X, Vv, single = csm.backends.xp_pair(xp, theta, v, self.dim)
             out = self._xp().hvp(xp, X, Vv, self._xp_weights(xp, sample_weights, X.shape[0], X))
             return out[0, ...] if single else out
-        X, V, single = self._pair(theta, v)
+        X, V, single = self._pair(theta, v, keep_float32=True)
         if not np.all(np.isfinite(X)) or not np.all(np.isfinite(V)):
             raise csm.NonFiniteError("`theta` or `v` contains NaN or infinity")
         out = engine.hvp(self._lay, self.activation, X, V, self._XT, self._YT,

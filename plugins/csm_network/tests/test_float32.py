@@ -75,6 +75,13 @@ def test_public_methods_follow_float32_and_hessian_stays_float64():
     assert p.gradient(T32[0]).shape == (p.dim,)
     assert p.hessian(T32[0]).dtype == np.float64
     np.testing.assert_allclose(p.hessian(T32[0]), p.hessian(T32[0].astype(float)), rtol=0, atol=0)
+    # analyses convert float32 to float64: identical results from either input
+    theta = T32[0]
+    st32, st64 = p.stationarity(theta), p.stationarity(theta.astype(float))
+    assert st32.stationary == st64.stationary and st32.local_minimum == st64.local_minimum
+    np.testing.assert_array_equal(p.activation_pattern(theta), p.activation_pattern(
+        theta.astype(float)))
+    assert p.realization(theta, p.inputs).dtype == np.float64
     # float64 and other inputs: float64 as before
     assert p.gradient(T).dtype == np.float64
     assert p.gradient(T.astype(np.float16)).dtype == np.float64
