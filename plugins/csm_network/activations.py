@@ -61,6 +61,7 @@ class Activation:
     pieces: tuple[tuple[float, ...], ...]
     param: float | int | None = None
     _tables: tuple = field(default=(), repr=False)
+    _relu_like: tuple[float, float] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         deg = max(len(p) for p in self.pieces)
@@ -70,7 +71,16 @@ class Activation:
         powers = np.arange(deg)
         D1 = (C * powers)[:, 1:] if deg > 1 else np.zeros((len(self.pieces), 1))
         D2 = (D1 * np.arange(D1.shape[1]))[:, 1:] if D1.shape[1] > 1 else np.zeros((len(C), 1))
-        object.__setattr__(self, "_tables", (np.asarray(self.breakpoints, float), C, D1, D2))
+        t = np.asarray(self.breakpoints, float)
+        object.__setattr__(self, "_tables", (t, C, D1, D2))
+        # (alpha_-, alpha_+) of a ReLU-like activation, else None: asked on every kernel call
+        if self.kind == "linear":
+            rl: tuple[float, float] | None = (1.0, 1.0)
+        elif len(t) != 1 or t[0] != 0.0 or C.shape[1] > 2 or np.any(C[:, 0] != 0.0):
+            rl = None
+        else:
+            rl = (float(C[0, 1]), float(C[1, 1])) if C.shape[1] == 2 else (0.0, 0.0)
+        object.__setattr__(self, "_relu_like", rl)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -81,12 +91,7 @@ class Activation:
     @property
     def relu_like(self) -> tuple[float, float] | None:
         """``(alpha_-, alpha_+)`` if ``sigma(z) = alpha_+ z (z > 0), alpha_- z (z < 0)``, else None."""
-        t, C, _, _ = self._tables
-        if self.kind == "linear":
-            return (1.0, 1.0)
-        if len(t) != 1 or t[0] != 0.0 or C.shape[1] > 2 or np.any(C[:, 0] != 0.0):
-            return None
-        return (float(C[0, 1]), float(C[1, 1])) if C.shape[1] == 2 else (0.0, 0.0)
+        return self._relu_like
 
     @property
     def degree(self) -> int:

@@ -41,6 +41,8 @@ algorithm as the NumPy path in the input's namespace.
 
 from __future__ import annotations
 
+import functools
+
 from typing import Sequence
 
 import numpy as np
@@ -184,14 +186,25 @@ def _kernel_module():
     return _numba_kernel
 
 
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
 def precision(T: np.ndarray) -> np.dtype:
     """The dtype a batch is computed in: float32 for float32 parameters (data, weights and
     results follow), float64 otherwise."""
-    return np.dtype(np.float32) if T.dtype == np.float32 else np.dtype(np.float64)
+    return _F32 if T.dtype == _F32 else _F64
 
 
 def _c(a: np.ndarray, dt: np.dtype) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=dt)
+    return a if a.dtype == dt and a.flags.c_contiguous else np.ascontiguousarray(a, dtype=dt)
+
+
+@functools.lru_cache(maxsize=64)
+def _mean_weights(m: int, dt: np.dtype) -> np.ndarray:
+    """The default weights ``1/m`` as one row ``(1, m)``, cached (every kernel call without
+    sample weights needs it; the kernels only read it; left writeable, since numba compiles
+    read-only arrays as another type)."""
+    return np.full((1, m), 1.0 / m, dtype=dt)
 
 
 def _yt2(YT: np.ndarray) -> np.ndarray:
@@ -200,7 +213,7 @@ def _yt2(YT: np.ndarray) -> np.ndarray:
 
 
 def _wrows(wts: np.ndarray | None, m: int, dt: np.dtype) -> np.ndarray:
-    return np.full((1, m), 1.0 / m, dtype=dt) if wts is None else _c(wts, dt)
+    return _mean_weights(m, dt) if wts is None else _c(wts, dt)
 
 
 def _compiled_lg(kind: str, lay: Layout, act: Activation, T: np.ndarray, XT: np.ndarray,
