@@ -17,7 +17,7 @@ def _real_array(x: Any, name: str, what: str, keep_float32: bool = False) -> np.
         raw = np.asarray(x)
     except (TypeError, ValueError) as exc:
         raise InputError(f"`{name}` must be a real {what}, got {type(x).__name__}: {exc}") from None
-    if np.iscomplexobj(raw):
+    if raw.dtype.kind == "c":
         raise InputError(f"`{name}` must be a real {what}, got complex values (dtype {raw.dtype})")
     try:
         return raw.astype(np.float32 if keep_float32 and raw.dtype == np.float32 else float,

@@ -154,7 +154,7 @@ class ProblemBase:
         if isinstance(theta, CriticalPoint):
             theta = theta.theta
         X, single = as_batch(theta, self.dim, name="theta", keep_float32=keep_float32)
-        if self.finite_only and not np.all(np.isfinite(X)):
+        if self.finite_only and not np.isfinite(X).all():
             bad = int(np.nonzero(~np.isfinite(X).all(axis=1))[0][0])
             raise NonFiniteError(f"`theta` contains NaN or infinity (first bad row: {bad})")
         return X, single
