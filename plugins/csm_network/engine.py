@@ -216,20 +216,31 @@ def _wrows(wts: np.ndarray | None, m: int, dt: np.dtype) -> np.ndarray:
     return _mean_weights(m, dt) if wts is None else _c(wts, dt)
 
 
+def _kernel_data(act: Activation, T: np.ndarray, XT: np.ndarray, YT: np.ndarray,
+                 wts: np.ndarray | None):
+    """``(dt, T, XT, Y2, W, am, ap)`` for a compiled kernel: everything contiguous in the
+    batch's precision, weights as rows, the activation's slopes as scalars of that dtype."""
+    dt = precision(T)
+    am, ap = act.relu_like
+    return (dt, _c(T, dt), _c(XT, dt), _c(_yt2(YT), dt), _wrows(wts, XT.shape[1], dt),
+            dt.type(am), dt.type(ap))
+
+
+def _numpy_data(T: np.ndarray, XT: np.ndarray, YT: np.ndarray, wts: np.ndarray | None):
+    """``(dt, XT, Y3, wts)`` for the NumPy path: data in the batch's precision, targets as
+    ``(1, d_L, m)``."""
+    dt = precision(T)
+    return dt, _c(XT, dt), _c(_yt2(YT), dt)[None], (None if wts is None else _c(wts, dt))
+
+
 def _compiled_lg(kind: str, lay: Layout, act: Activation, T: np.ndarray, XT: np.ndarray,
                  YT: np.ndarray, wts: np.ndarray | None, want_grad: bool
                  ) -> tuple[np.ndarray, np.ndarray | None]:
     nk = _kernel_module()
-    dt = precision(T)
-    T = _c(T, dt)
+    dt, T, XT, Y2, W, am, ap = _kernel_data(act, T, XT, YT, wts)
     B = T.shape[0]
-    m = XT.shape[1]
     L = np.empty(B, dt)
     G = np.empty((B if want_grad else 1, lay.dim), dt)  # loss only: one scratch row
-    am, ap = (dt.type(a) for a in act.relu_like)
-    Y2 = _c(_yt2(YT), dt)
-    W = _wrows(wts, m, dt)
-    XT = _c(XT, dt)
     h = lay.widths[1]
     if kind == "mlp":
         nk.mlp_loss_grad(T, XT, Y2, W, np.asarray(lay.widths, dtype=np.int64), am, ap,
@@ -271,9 +282,7 @@ def loss(lay: Layout, act: Activation, T: np.ndarray, XT: np.ndarray, YT: np.nda
     if kind is not None:
         return _compiled_lg(kind, lay, act, T, XT, YT, wts, False)[0]
     m = XT.shape[1]
-    dt = precision(T)
-    XT, Y3 = _c(XT, dt), _c(_yt2(YT), dt)[None]
-    wts = None if wts is None else _c(wts, dt)
+    dt, XT, Y3, wts = _numpy_data(T, XT, YT, wts)
     c = chunk_size(lay, m)
     out = np.empty(T.shape[0], dt)
     for sl, w in _chunks(T.shape[0], c, wts):
@@ -289,9 +298,7 @@ def loss_and_gradient(lay: Layout, act: Activation, T: np.ndarray, XT: np.ndarra
     if kind is not None:
         return _compiled_lg(kind, lay, act, T, XT, YT, wts, True)
     m = XT.shape[1]
-    dt = precision(T)
-    XT, Y3 = _c(XT, dt), _c(_yt2(YT), dt)[None]
-    wts = None if wts is None else _c(wts, dt)
+    dt, XT, Y3, wts = _numpy_data(T, XT, YT, wts)
     c = chunk_size(lay, m)
     L = np.empty(T.shape[0], dt)
     G = np.empty((T.shape[0], lay.dim), dt)
@@ -335,15 +342,11 @@ def hvp(lay: Layout, act: Activation, T: np.ndarray, Vdir: np.ndarray, XT: np.nd
     """
     kind = kernel_for(lay, act, fast)
     m = XT.shape[1]
-    dt = precision(T)
     if kind is not None:
         nk = _kernel_module()
-        T, Vdir = _c(T, dt), _c(Vdir, dt)
+        dt, T, XT, Y2, W, am, ap = _kernel_data(act, T, XT, YT, wts)
+        Vdir = _c(Vdir, dt)
         H = np.empty((T.shape[0], lay.dim), dt)
-        am, ap = (dt.type(a) for a in act.relu_like)
-        XT = _c(XT, dt)
-        Y2 = _c(_yt2(YT), dt)
-        W = _wrows(wts, m, dt)
         if kind == "mlp":
             nk.mlp_hvp(T, Vdir, XT, Y2, W, np.asarray(lay.widths, dtype=np.int64), am, ap, H)
         elif kind == "scalar":
@@ -353,8 +356,7 @@ def hvp(lay: Layout, act: Activation, T: np.ndarray, Vdir: np.ndarray, XT: np.nd
         else:
             nk.shallow_hvp(T, Vdir, XT, Y2, W, lay.widths[1], lay.widths[2], am, ap, H)
         return H
-    XT, Y3 = _c(XT, dt), _c(_yt2(YT), dt)[None]
-    wts = None if wts is None else _c(wts, dt)
+    dt, XT, Y3, wts = _numpy_data(T, XT, YT, wts)
     c = chunk_size(lay, m, 2)
     H = np.empty((T.shape[0], lay.dim), dt)
     for sl, w in _chunks(T.shape[0], c, wts):
