@@ -11,6 +11,16 @@ from ._nk_common import JIT
 __all__ = ["K1_LOSS_GRAD", "K1_HVP"]
 
 
+@njit(inline="always", **JIT)
+def eight(a, off, n):
+    """``a[off + min(c, n - 1)]`` for ``c = 0..7``: the ``n <= 8`` input rows of ``XT`` (a
+    2-D ``a``) or one neuron's ``n`` weights (a 1-D ``a``), the last one repeated so that every
+    kernel names eight (the unused ones vanish at compile time)."""
+    return (a[off], a[off + min(1, n - 1)], a[off + min(2, n - 1)], a[off + min(3, n - 1)],
+            a[off + min(4, n - 1)], a[off + min(5, n - 1)], a[off + min(6, n - 1)],
+            a[off + min(7, n - 1)])
+
+
 def _make_k1(NC):
     """:func:`shallow_loss_grad` for one output and exactly ``NC <= 8`` inputs, compiled per
     ``NC`` (a closure constant: the guards ``if NC > c`` vanish at compile time, so each width
@@ -32,14 +42,7 @@ def _make_k1(NC):
         Z = np.empty((h, m), dt)
         f = np.empty(m, dt)
         D = np.empty(m, dt)
-        x0 = XT[0]
-        x1 = XT[min(1, NC - 1)]
-        x2 = XT[min(2, NC - 1)]
-        x3 = XT[min(3, NC - 1)]
-        x4 = XT[min(4, NC - 1)]
-        x5 = XT[min(5, NC - 1)]
-        x6 = XT[min(6, NC - 1)]
-        x7 = XT[min(7, NC - 1)]
+        x0, x1, x2, x3, x4, x5, x6, x7 = eight(XT, 0, NC)
         per_row = WT.shape[0] > 1
         for b in range(B):
             th = T[b]
@@ -52,14 +55,7 @@ def _make_k1(NC):
                 bj = th[ob1 + j]
                 v = th[oW2 + j]
                 o = j * NC
-                w0 = th[o]
-                w1 = th[o + min(1, NC - 1)]
-                w2 = th[o + min(2, NC - 1)]
-                w3 = th[o + min(3, NC - 1)]
-                w4 = th[o + min(4, NC - 1)]
-                w5 = th[o + min(5, NC - 1)]
-                w6 = th[o + min(6, NC - 1)]
-                w7 = th[o + min(7, NC - 1)]
+                w0, w1, w2, w3, w4, w5, w6, w7 = eight(th, o, NC)
                 for i in range(m):
                     zi = bj + w0 * x0[i]
                     if NC > 1:
@@ -171,14 +167,7 @@ def _make_k1_hvp(NC):
         RZ = np.empty((h, m), dt)
         f = np.empty(m, dt)
         rf = np.empty(m, dt)
-        x0 = XT[0]
-        x1 = XT[min(1, NC - 1)]
-        x2 = XT[min(2, NC - 1)]
-        x3 = XT[min(3, NC - 1)]
-        x4 = XT[min(4, NC - 1)]
-        x5 = XT[min(5, NC - 1)]
-        x6 = XT[min(6, NC - 1)]
-        x7 = XT[min(7, NC - 1)]
+        x0, x1, x2, x3, x4, x5, x6, x7 = eight(XT, 0, NC)
         per_row = WT.shape[0] > 1
         for b in range(B):
             th = T[b]
@@ -198,14 +187,8 @@ def _make_k1_hvp(NC):
                 v = th[oW2 + j]
                 dvv = dv[oW2 + j]
                 o = j * NC
-                w0, u0 = th[o], dv[o]
-                w1, u1 = th[o + min(1, NC - 1)], dv[o + min(1, NC - 1)]
-                w2, u2 = th[o + min(2, NC - 1)], dv[o + min(2, NC - 1)]
-                w3, u3 = th[o + min(3, NC - 1)], dv[o + min(3, NC - 1)]
-                w4, u4 = th[o + min(4, NC - 1)], dv[o + min(4, NC - 1)]
-                w5, u5 = th[o + min(5, NC - 1)], dv[o + min(5, NC - 1)]
-                w6, u6 = th[o + min(6, NC - 1)], dv[o + min(6, NC - 1)]
-                w7, u7 = th[o + min(7, NC - 1)], dv[o + min(7, NC - 1)]
+                w0, w1, w2, w3, w4, w5, w6, w7 = eight(th, o, NC)
+                u0, u1, u2, u3, u4, u5, u6, u7 = eight(dv, o, NC)
                 for i in range(m):
                     zi = bj + w0 * x0[i]
                     ri = dbj + u0 * x0[i]
