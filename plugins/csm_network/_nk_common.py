@@ -7,7 +7,7 @@ import os
 
 from numba import njit
 
-__all__ = ["JIT", "affine", "colsums", "forward"]
+__all__ = ["JIT", "affine", "colsums", "forward", "residual", "r_residual"]
 
 _CACHE = not os.environ.get("CSM_NUMBA_NO_CACHE")
 #: Options of every kernel (see :mod:`csm_network._numba_kernel` for ``fastmath``).
@@ -142,3 +142,35 @@ def forward(th, XT, h, k, am, ap, Z, F):
             for i in range(m):
                 zi = z[i]
                 fo[i] += v * (zi * (ap if zi > zero else am))
+
+
+@njit(inline="always", **JIT)
+def residual(f, y, wt, D):
+    """One output row: ``D[i] = 2 w_i (f_i - y_i)``; returns ``(sum_i w_i (f_i - y_i)^2,
+    sum_i D[i])`` -- the loss term and the output bias's gradient."""
+    zero = f.dtype.type(0)
+    two = f.dtype.type(2)
+    loss = zero
+    s = zero
+    for i in range(f.shape[0]):
+        e = f[i] - y[i]
+        we = wt[i] * e
+        loss += we * e
+        D[i] = two * we
+        s += two * we
+    return loss, s
+
+
+@njit(inline="always", **JIT)
+def r_residual(f, rf, y, wt):
+    """One output row of the R-operator, in place: ``f <- delta = 2 w (f - y)``,
+    ``rf <- R(delta) = 2 w R(f)``; returns ``sum_i R(delta)_i`` (the output bias's entry)."""
+    two = f.dtype.type(2)
+    s = f.dtype.type(0)
+    for i in range(f.shape[0]):
+        w2 = two * wt[i]
+        f[i] = w2 * (f[i] - y[i])
+        r = w2 * rf[i]
+        rf[i] = r
+        s += r
+    return s

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._nk_common import JIT
+from ._nk_common import JIT, r_residual, residual
 
 __all__ = ["K1_LOSS_GRAD", "K1_HVP"]
 
@@ -33,7 +33,6 @@ def _make_k1(NC):
     def k1(T, XT, y, WT, h, am, ap, want_grad, L, G):
         dt = T.dtype
         zero = dt.type(0)
-        two = dt.type(2)
         B = T.shape[0]
         m = XT.shape[1]
         ob1 = h * NC
@@ -74,15 +73,7 @@ def _make_k1(NC):
                         zi += w7 * x7[i]
                     z[i] = zi
                     f[i] += v * (zi * (ap if zi > zero else am))
-            Lb = zero
-            sc = zero
-            for i in range(m):
-                e = f[i] - y[i]
-                we = wt[i] * e
-                Lb += we * e
-                D[i] = two * we
-                sc += two * we
-            L[b] = Lb
+            L[b], sc = residual(f, y, wt, D)
             if not want_grad:
                 continue
             g = G[b]
@@ -157,7 +148,6 @@ def _make_k1_hvp(NC):
     def k1_hvp(T, V, XT, y, WT, h, am, ap, H):
         dt = T.dtype
         zero = dt.type(0)
-        two = dt.type(2)
         B = T.shape[0]
         m = XT.shape[1]
         ob1 = h * NC
@@ -219,14 +209,7 @@ def _make_k1_hvp(NC):
                     f[i] += v * (s * zi)
                     rf[i] += s * (v * ri + dvv * zi)
             # delta = 2 w e (in f), R(delta) = 2 w R(f) (in rf)
-            sc = zero
-            for i in range(m):
-                w2_ = two * wt[i]
-                f[i] = w2_ * (f[i] - y[i])
-                r = w2_ * rf[i]
-                rf[i] = r
-                sc += r
-            g[ob2] = sc
+            g[ob2] = r_residual(f, rf, y, wt)
             for j in range(h):
                 z = Z[j]
                 rz = RZ[j]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._nk_common import JIT, affine, colsums
+from ._nk_common import JIT, affine, colsums, residual
 
 __all__ = ["THIN", "mlp_loss_grad", "mlp_hvp"]
 
@@ -50,7 +50,6 @@ def mlp_loss_grad(T, XT, YT, WT, widths, am, ap, want_grad, L, G):
     dt = T.dtype
     zero = dt.type(0)
     one = dt.type(1)
-    two = dt.type(2)
     B = T.shape[0]
     m = XT.shape[1]
     nl = widths.shape[0] - 1
@@ -136,18 +135,10 @@ def mlp_loss_grad(T, XT, YT, WT, widths, am, ap, want_grad, L, G):
         D = D1[:k * m].reshape((k, m))
         Lb = zero
         for o in range(k):
-            fo = F[o]
-            yo = YT[o]
-            do = D[o]
-            s = zero
-            for i in range(m):
-                e = fo[i] - yo[i]
-                we = wt[i] * e
-                Lb += we * e
-                do[i] = two * we
-                s += two * we
+            lo, so = residual(F[o], YT[o], wt, D[o])
+            Lb += lo
             if want_grad:
-                g[ob[nl - 1] + o] = s
+                g[ob[nl - 1] + o] = so
         L[b] = Lb
         if not want_grad:
             continue
