@@ -10,7 +10,8 @@ It applies the linear part ``Lambda`` of the map and the derivative of the remai
 * :class:`MatrixFreeFrame` -- a symmetric Jacobian (gradient-descent maps): ``E_u`` spanned by
   orthonormal Lanczos vectors ``U``, ``E_cs`` its orthogonal complement; ``p`` is *ambient*
   (a vector of ``R^d`` in ``E_cs``), ``q = U^T dx``; ``Lambda_cs`` applied by Jacobian-vector
-  products.  No ``d x d`` matrix is formed.
+  products.  No ``d x d`` matrix is formed.  It also offers :meth:`MatrixFreeFrame.advance`,
+  one whole step of the streamed Lyapunov--Perron solve with a single projection.
 
 :class:`AmbientSearchFrame` is the view of a dense frame with orthonormal ``Q`` (symmetric
 Jacobian) in which the Lipschitz search runs without products with ``Q``
