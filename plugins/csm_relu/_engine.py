@@ -232,6 +232,7 @@ class Engine:
         xi, wi = np.polynomial.legendre.leggauss(n_nodes)
         self.xi, self.wi = xi, wi
         if self.nk is not None:
+            self._kernel = self.nk.kernel_for(self.N)
             self._fp, self._ip = self.nk.pack(self.N, self.alpha, self.beta, self.a0, self.a1,
                                               self.affine, self.coef, xi, wi)
         self._dummy = np.empty((1, 1))
@@ -434,7 +435,7 @@ class Engine:
         B = X.shape[0]
         L = np.empty(B) if out is None else out
         if self.nk is not None:
-            self.nk.kernel(X, self._fp, self._ip, False, True, 0.0, 0, L, self._dummy)
+            self._kernel(X, self._fp, self._ip, False, True, 0.0, 0, L, self._dummy)
             return L
         for s, e in self._blocks(B):
             self._lg_numpy(X[s:e], L[s:e], None)
@@ -470,7 +471,7 @@ class Engine:
         if ori is not None:
             return self._modified_loss_and_gradient(X, need_loss, ori, L, G)
         if self.nk is not None:
-            self.nk.kernel(X, self._fp, self._ip, True, True, 0.0, 0, L, G)
+            self._kernel(X, self._fp, self._ip, True, True, 0.0, 0, L, G)
         else:
             for s, e in self._blocks(B):
                 self._lg_numpy(X[s:e], L[s:e] if need_loss else None, G[s:e])
@@ -489,7 +490,7 @@ class Engine:
         # compiled path: G from the kernel, so that every coordinate G_J shares with G is
         # bitwise G's; the NumPy values only where G_J really differs from G (a J neuron whose
         # signed interval is not A_j: other orientation, or an extension past alpha / beta)
-        self.nk.kernel(X, self._fp, self._ip, True, True, 0.0, 0, L, G)
+        self._kernel(X, self._fp, self._ip, True, True, 0.0, 0, L, G)
         right_eff = np.where(isJ, ori_e > 0, lay.right)
         differ = isJ & ((right_eff != lay.right) | upper | lower)
         if np.any(differ):
@@ -519,7 +520,7 @@ class Engine:
         steps = int(steps)
         L = np.empty(X.shape[0])
         if self.nk is not None:
-            self.nk.kernel(Y, self._fp, self._ip, False, bool(final_loss), float(step), steps,
+            self._kernel(Y, self._fp, self._ip, False, bool(final_loss), float(step), steps,
                            L, self._dummy)
             return Y, L
         G = np.empty_like(Y)

@@ -38,7 +38,7 @@ import os
 import numpy as np
 from numba import njit
 
-__all__ = ["pack", "kernel", "SMALL_N", "WARM_N", "WARM_SHIFTS"]
+__all__ = ["pack", "kernel", "kernel_for", "SMALL_N", "SPECIALISED_N", "WARM_N", "WARM_SHIFTS"]
 
 # counting-rank sort up to this many neurons, quicksort above (measured on the 2-core
 # development machine on fresh random batches: counting is the faster up to N ~ 64-96; a
@@ -166,269 +166,290 @@ def pack(N, alpha, beta, a0, a1, affine, coef, xi, wi):
     return fp, ip
 
 
-@njit(**_JIT)
-def kernel(X, fp, ip, need_grad, final, step, steps, L, G):
-    """Rows ``X[b]`` of a C-contiguous float64 batch (parameters from :func:`pack`).
+def _make_kernel(NS):
+    """The kernel, generic (``NS = 0``: ``N`` read from the parameters) or for exactly
+    ``NS`` neurons (a closure constant: every loop over the neurons has a constant trip count
+    and the compiler unrolls the short ones; measured side by side at B = 100, ten steps per
+    call: N = 1 / 2 / 4 / 8 went from 63 / 44 / 32 / 26 to 40 / 28 / 25 / 20 ns per
+    neuron-step, bit-identical results; at N = 16 the unrolled code was 1.4x slower, hence
+    :data:`SPECIALISED_N`)."""
 
-    ``steps == 0``: loss ``L[b]`` and (``need_grad``) gradient ``G[b]`` (``final`` true).
-    ``steps > 0``: ``steps`` GD steps ``X[b] <- X[b] - step G(X[b])`` in place (each network
-    stays in L1 for all its steps; ``G`` unused); ``L[b]`` = loss at the final iterate when
-    ``final`` (one more evaluation), else at the iterate of the last step (before its update).
+    @njit(**_JIT)
+    def kernel(X, fp, ip, need_grad, final, step, steps, L, G):
+        """Rows ``X[b]`` of a C-contiguous float64 batch (parameters from :func:`pack`).
 
-    One function with the per-network body written inline: helper calls that take arrays
-    cost reference-count updates per network (measured: ~100 ns per network at N = 4).
-    The data-dependent choices (orientation, liveness) are selects, not branches: random
-    signs would mispredict half of the time.
-    """
-    N = ip[0]
-    affine = ip[1] != 0
-    nc = ip[2]
-    nq = ip[3]
-    alpha = fp[0]
-    beta = fp[1]
-    a0 = fp[2]
-    a1 = fp[3]
-    coef = fp[4:4 + nc]
-    xi = fp[4 + nc:4 + nc + nq]
-    wi = fp[4 + nc + nq:4 + nc + 2 * nq]
-    d = 3 * N + 1
-    # scratch: one float and one int allocation (each allocation costs ~70 ns per call)
-    M = N + 1
-    fb = np.empty(2 * d + 10 * N + 8 * M)
-    th = fb[0:d]
-    g = fb[d:2 * d]
-    o = 2 * d
-    key = fb[o:o + N]
-    ws = fb[o + N:o + 2 * N]
-    bs = fb[o + 2 * N:o + 3 * N]
-    vs = fb[o + 3 * N:o + 4 * N]
-    wsi = ws.view(np.int64)
-    rvw = fb[o + 4 * N:o + 5 * N]
-    rvb = fb[o + 5 * N:o + 6 * N]
-    lvw = fb[o + 6 * N:o + 7 * N]
-    lvb = fb[o + 7 * N:o + 8 * N]
-    dub = fb[o + 8 * N:o + 9 * N]
-    dua = fb[o + 9 * N:o + 10 * N]
-    rvwi = rvw.view(np.int64)
-    rvbi = rvb.view(np.int64)
-    lvwi = lvw.view(np.int64)
-    lvbi = lvb.view(np.int64)
-    dubi = dub.view(np.int64)
-    duai = dua.view(np.int64)
-    o += 10 * N
-    sls = fb[o:o + M]
-    sla = fb[o + M:o + 2 * M]
-    m0 = fb[o + 2 * M:o + 3 * M]
-    m1 = fb[o + 3 * M:o + 4 * M]
-    pq0 = fb[o + 4 * M:o + 6 * M]
-    pq1 = fb[o + 6 * M:o + 8 * M]
-    p0 = pq0[:M]
-    p1 = pq1[:M]
-    ib = np.empty(4 * N + 130, np.int64)
-    idx = ib[0:N]
-    stack = ib[N:4 * N + 130]
-    nev = steps + 1 if (final or steps == 0) else steps
-    for b in range(X.shape[0]):
-        for i in range(d):
-            th[i] = X[b, i]
-        loss = 0.0
-        for it in range(nev):
-            grad = need_grad if it == steps else True
-            c = th[3 * N]
-            # 1. breakpoints, clipped exactly as np.fmax(np.fmin(t, beta), alpha) (nan -> beta).
-            # From the second step of a network on (N >= WARM_N): in the previous step's order
-            # (one GD step moves few breakpoints past each other), sorted by insertion with a
-            # budget of WARM_SHIFTS * N shifts -- O(N) when nearly sorted; over budget, the
-            # cold path below sorts from scratch
-            cold = True
-            if it > 0 and N >= WARM_N:
+        ``steps == 0``: loss ``L[b]`` and (``need_grad``) gradient ``G[b]`` (``final`` true).
+        ``steps > 0``: ``steps`` GD steps ``X[b] <- X[b] - step G(X[b])`` in place (each network
+        stays in L1 for all its steps; ``G`` unused); ``L[b]`` = loss at the final iterate when
+        ``final`` (one more evaluation), else at the iterate of the last step (before its update).
+
+        One function with the per-network body written inline: helper calls that take arrays
+        cost reference-count updates per network (measured: ~100 ns per network at N = 4).
+        The data-dependent choices (orientation, liveness) are selects, not branches: random
+        signs would mispredict half of the time.
+        """
+        N = ip[0] if NS == 0 else NS
+        affine = ip[1] != 0
+        nc = ip[2]
+        nq = ip[3]
+        alpha = fp[0]
+        beta = fp[1]
+        a0 = fp[2]
+        a1 = fp[3]
+        coef = fp[4:4 + nc]
+        xi = fp[4 + nc:4 + nc + nq]
+        wi = fp[4 + nc + nq:4 + nc + 2 * nq]
+        d = 3 * N + 1
+        # scratch: one float and one int allocation (each allocation costs ~70 ns per call)
+        M = N + 1
+        fb = np.empty(2 * d + 10 * N + 8 * M)
+        th = fb[0:d]
+        g = fb[d:2 * d]
+        o = 2 * d
+        key = fb[o:o + N]
+        ws = fb[o + N:o + 2 * N]
+        bs = fb[o + 2 * N:o + 3 * N]
+        vs = fb[o + 3 * N:o + 4 * N]
+        wsi = ws.view(np.int64)
+        rvw = fb[o + 4 * N:o + 5 * N]
+        rvb = fb[o + 5 * N:o + 6 * N]
+        lvw = fb[o + 6 * N:o + 7 * N]
+        lvb = fb[o + 7 * N:o + 8 * N]
+        dub = fb[o + 8 * N:o + 9 * N]
+        dua = fb[o + 9 * N:o + 10 * N]
+        rvwi = rvw.view(np.int64)
+        rvbi = rvb.view(np.int64)
+        lvwi = lvw.view(np.int64)
+        lvbi = lvb.view(np.int64)
+        dubi = dub.view(np.int64)
+        duai = dua.view(np.int64)
+        o += 10 * N
+        sls = fb[o:o + M]
+        sla = fb[o + M:o + 2 * M]
+        m0 = fb[o + 2 * M:o + 3 * M]
+        m1 = fb[o + 3 * M:o + 4 * M]
+        pq0 = fb[o + 4 * M:o + 6 * M]
+        pq1 = fb[o + 6 * M:o + 8 * M]
+        p0 = pq0[:M]
+        p1 = pq1[:M]
+        ib = np.empty(4 * N + 130, np.int64)
+        idx = ib[0:N]
+        stack = ib[N:4 * N + 130]
+        nev = steps + 1 if (final or steps == 0) else steps
+        for b in range(X.shape[0]):
+            for i in range(d):
+                th[i] = X[b, i]
+            loss = 0.0
+            for it in range(nev):
+                grad = need_grad if it == steps else True
+                c = th[3 * N]
+                # 1. breakpoints, clipped exactly as np.fmax(np.fmin(t, beta), alpha) (nan -> beta).
+                # From the second step of a network on (N >= WARM_N): in the previous step's order
+                # (one GD step moves few breakpoints past each other), sorted by insertion with a
+                # budget of WARM_SHIFTS * N shifts -- O(N) when nearly sorted; over budget, the
+                # cold path below sorts from scratch
+                cold = True
+                if it > 0 and N >= WARM_N:
+                    for k in range(N):
+                        j = idx[k]
+                        t = -th[N + j] / (th[j] + 0.0)
+                        tau = t if t <= beta else beta
+                        key[k] = tau if tau >= alpha else alpha
+                    budget = WARM_SHIFTS * N
+                    for i in range(1, N):
+                        kk = key[i]
+                        jj = idx[i]
+                        q = i - 1
+                        while q >= 0 and (key[q] > kk or (key[q] == kk and idx[q] > jj)):
+                            key[q + 1] = key[q]
+                            idx[q + 1] = idx[q]
+                            q -= 1
+                        key[q + 1] = kk
+                        idx[q + 1] = jj
+                        budget -= i - 1 - q
+                        if budget < 0:
+                            break
+                    cold = budget < 0
+                if cold:
+                    for j in range(N):
+                        t = -th[N + j] / (th[j] + 0.0)
+                        tau = t if t <= beta else beta
+                        key[j] = tau if tau >= alpha else alpha
+                        idx[j] = j
+                    if N <= SMALL_N:
+                        # rank by counting (branch-free O(N^2) compares, vectorised); ties by index
+                        for j in range(N):
+                            kj = key[j]
+                            r = 0
+                            for i in range(N):
+                                ki = key[i]
+                                r += (ki < kj) | ((ki == kj) & (i < j))
+                            p0[r] = kj
+                            stack[r] = j
+                        for k in range(N):
+                            key[k] = p0[k]
+                            idx[k] = stack[k]
+                    else:
+                        # breakpoints clipped to alpha / beta first and last, in index order (a
+                        # stable split: often most neurons of a random network), then the interior
+                        # sorted (quicksort, ties by index)
+                        na = 0
+                        nb = 0
+                        for j in range(N):
+                            na += key[j] == alpha
+                            nb += key[j] == beta
+                        ia = 0
+                        ii = na
+                        ib_ = N - nb
+                        for j in range(N):  # branch-free: arithmetic on the comparisons
+                            kj = key[j]
+                            isa = np.int64(kj == alpha)
+                            isb = np.int64(kj == beta)
+                            isi = 1 - isa - isb
+                            pos = isa * ia + isb * ib_ + isi * ii
+                            ia += isa
+                            ib_ += isb
+                            ii += isi
+                            p0[pos] = kj
+                            stack[pos] = j
+                        for k in range(N):
+                            key[k] = p0[k]
+                            idx[k] = stack[k]
+                        ni = N - na - nb
+                        if ni > 1:
+                            _sort(key[na:na + ni], idx[na:na + ni], ni, stack)
+                # in sorted order: w, b, v and the contributions (v w, v b) of the live
+                # right-facing (rv*) and live left-facing (lv*) neurons, +0.0 for the others.
+                # The liveness masks are sign bits (integer shifts and ANDs on the bit patterns):
+                # a select here compiles to a data-dependent branch, mispredicted on every other
+                # neuron of a fresh batch (measured: 1.5-2x the cost of the whole pass)
                 for k in range(N):
                     j = idx[k]
-                    t = -th[N + j] / (th[j] + 0.0)
-                    tau = t if t <= beta else beta
-                    key[k] = tau if tau >= alpha else alpha
-                budget = WARM_SHIFTS * N
-                for i in range(1, N):
-                    kk = key[i]
-                    jj = idx[i]
-                    q = i - 1
-                    while q >= 0 and (key[q] > kk or (key[q] == kk and idx[q] > jj)):
-                        key[q + 1] = key[q]
-                        idx[q + 1] = idx[q]
-                        q -= 1
-                    key[q + 1] = kk
-                    idx[q + 1] = jj
-                    budget -= i - 1 - q
-                    if budget < 0:
-                        break
-                cold = budget < 0
-            if cold:
-                for j in range(N):
-                    t = -th[N + j] / (th[j] + 0.0)
-                    tau = t if t <= beta else beta
-                    key[j] = tau if tau >= alpha else alpha
-                    idx[j] = j
-                if N <= SMALL_N:
-                    # rank by counting (branch-free O(N^2) compares, vectorised); ties by index
-                    for j in range(N):
-                        kj = key[j]
-                        r = 0
-                        for i in range(N):
-                            ki = key[i]
-                            r += (ki < kj) | ((ki == kj) & (i < j))
-                        p0[r] = kj
-                        stack[r] = j
-                    for k in range(N):
-                        key[k] = p0[k]
-                        idx[k] = stack[k]
-                else:
-                    # breakpoints clipped to alpha / beta first and last, in index order (a
-                    # stable split: often most neurons of a random network), then the interior
-                    # sorted (quicksort, ties by index)
-                    na = 0
-                    nb = 0
-                    for j in range(N):
-                        na += key[j] == alpha
-                        nb += key[j] == beta
-                    ia = 0
-                    ii = na
-                    ib_ = N - nb
-                    for j in range(N):  # branch-free: arithmetic on the comparisons
-                        kj = key[j]
-                        isa = np.int64(kj == alpha)
-                        isb = np.int64(kj == beta)
-                        isi = 1 - isa - isb
-                        pos = isa * ia + isb * ib_ + isi * ii
-                        ia += isa
-                        ib_ += isb
-                        ii += isi
-                        p0[pos] = kj
-                        stack[pos] = j
-                    for k in range(N):
-                        key[k] = p0[k]
-                        idx[k] = stack[k]
-                    ni = N - na - nb
-                    if ni > 1:
-                        _sort(key[na:na + ni], idx[na:na + ni], ni, stack)
-            # in sorted order: w, b, v and the contributions (v w, v b) of the live
-            # right-facing (rv*) and live left-facing (lv*) neurons, +0.0 for the others.
-            # The liveness masks are sign bits (integer shifts and ANDs on the bit patterns):
-            # a select here compiles to a data-dependent branch, mispredicted on every other
-            # neuron of a fresh batch (measured: 1.5-2x the cost of the whole pass)
-            for k in range(N):
-                j = idx[k]
-                w = th[j]
-                bb = th[N + j]
-                v = th[2 * N + j]
-                u = key[k]
-                ws[k] = w + 0.0  # -0.0 -> +0.0 (right-facing, as W >= 0)
-                bs[k] = bb
-                vs[k] = v
-                vw = v * w
-                vb = v * bb
-                rvw[k] = vw
-                rvb[k] = vb
-                lvw[k] = vw
-                lvb[k] = vb
-                dub[k] = u - beta   # < 0 <=> u < beta (u is clipped: never -0.0 here)
-                dua[k] = alpha - u  # < 0 <=> u > alpha
-            for k in range(N):
-                sw = wsi[k] >> 63                   # -1: w < 0 (left-facing), 0: right
-                mr = ~sw & (dubi[k] >> 63)          # -1: live right-facing
-                ml = sw & (duai[k] >> 63)           # -1: live left-facing
-                rvwi[k] &= mr
-                rvbi[k] &= mr
-                lvwi[k] &= ml
-                lvbi[k] &= ml
-            # 2. suffix sums over the live left-facing neurons (rank >= k)
-            ss = 0.0
-            sa = 0.0
-            sls[N] = 0.0
-            sla[N] = 0.0
-            for k in range(N - 1, -1, -1):
-                ss += lvw[k]
-                sa += lvb[k]
-                sls[k] = ss
-                sla[k] = sa
-            # 3. pieces: prefix over live right-facing (rank < p) + suffix; moments, prefix sums
-            rs = 0.0
-            ra = 0.0
-            loss = 0.0
-            q0 = 0.0
-            q1 = 0.0
-            lo = alpha
-            for p in range(N + 1):
-                hi = key[p] if p < N else beta
-                S = rs + sls[p]
-                A = (ra + sla[p]) + c
-                h = hi - lo
-                m = 0.5 * (lo + hi)
-                if affine:
-                    sig = S - a1
-                    em = (A - a0) + sig * m
-                    h12 = h * h * _TWELFTH
-                    M0 = h * em
-                    M1 = h * (em * m + sig * h12)
-                    loss += h * (em * em + sig * sig * h12)
-                else:
-                    half = 0.5 * h
-                    M0 = 0.0
-                    M1 = 0.0
-                    for q in range(nq):
-                        x = m + half * xi[q]
-                        fx = coef[coef.shape[0] - 1]
-                        for kk in range(coef.shape[0] - 2, -1, -1):
-                            fx = fx * x + coef[kk]
-                        e = (A + S * x) - fx
-                        we = (half * wi[q]) * e
-                        M0 += we
-                        M1 += we * x
-                        loss += we * e
-                m0[p] = M0
-                m1[p] = M1
-                q0 += M0
-                q1 += M1
-                p0[p] = q0
-                p1[p] = q1
-                if p < N:
-                    rs += rvw[p]
-                    ra += rvb[p]
-                lo = hi
-            if grad:
-                # 4. suffix sums of the moments; neuron of rank k: suffix from piece k + 1
-                # (right-facing) or prefix up to piece k (left-facing); dead neurons read
-                # zero-length pieces only
-                # pq[:N+1] holds the prefix sums, pq[N+1+k] the suffix from piece k+1: the
-                # neuron's integral is one indexed load (a select here compiles to a
-                # data-dependent branch, mispredicted half of the time)
-                s0 = 0.0
-                s1 = 0.0
+                    w = th[j]
+                    bb = th[N + j]
+                    v = th[2 * N + j]
+                    u = key[k]
+                    ws[k] = w + 0.0  # -0.0 -> +0.0 (right-facing, as W >= 0)
+                    bs[k] = bb
+                    vs[k] = v
+                    vw = v * w
+                    vb = v * bb
+                    rvw[k] = vw
+                    rvb[k] = vb
+                    lvw[k] = vw
+                    lvb[k] = vb
+                    dub[k] = u - beta   # < 0 <=> u < beta (u is clipped: never -0.0 here)
+                    dua[k] = alpha - u  # < 0 <=> u > alpha
+                for k in range(N):
+                    sw = wsi[k] >> 63                   # -1: w < 0 (left-facing), 0: right
+                    mr = ~sw & (dubi[k] >> 63)          # -1: live right-facing
+                    ml = sw & (duai[k] >> 63)           # -1: live left-facing
+                    rvwi[k] &= mr
+                    rvbi[k] &= mr
+                    lvwi[k] &= ml
+                    lvbi[k] &= ml
+                # 2. suffix sums over the live left-facing neurons (rank >= k)
+                ss = 0.0
+                sa = 0.0
+                sls[N] = 0.0
+                sla[N] = 0.0
                 for k in range(N - 1, -1, -1):
-                    s0 += m0[k + 1]
-                    s1 += m1[k + 1]
-                    pq0[M + k] = s0
-                    pq1[M + k] = s1
-                    j = idx[k]
-                    w = ws[k]
-                    # ws holds w + 0.0 (no -0.0): sign bit set <=> w < 0 <=> left-facing;
-                    # integer arithmetic, so no compare for the compiler to turn into a branch
-                    r = k + M * (1 + (wsi[k] >> 63))
-                    I0 = pq0[r]
-                    I1 = pq1[r]
-                    v = vs[k]
-                    g[j] = 2.0 * (v * I1)
-                    g[N + j] = 2.0 * (v * I0)
-                    g[2 * N + j] = 2.0 * (w * I1 + bs[k] * I0)
-                g[3 * N] = 2.0 * q0
-            if it < steps:
+                    ss += lvw[k]
+                    sa += lvb[k]
+                    sls[k] = ss
+                    sla[k] = sa
+                # 3. pieces: prefix over live right-facing (rank < p) + suffix; moments, prefix sums
+                rs = 0.0
+                ra = 0.0
+                loss = 0.0
+                q0 = 0.0
+                q1 = 0.0
+                lo = alpha
+                for p in range(N + 1):
+                    hi = key[p] if p < N else beta
+                    S = rs + sls[p]
+                    A = (ra + sla[p]) + c
+                    h = hi - lo
+                    m = 0.5 * (lo + hi)
+                    if affine:
+                        sig = S - a1
+                        em = (A - a0) + sig * m
+                        h12 = h * h * _TWELFTH
+                        M0 = h * em
+                        M1 = h * (em * m + sig * h12)
+                        loss += h * (em * em + sig * sig * h12)
+                    else:
+                        half = 0.5 * h
+                        M0 = 0.0
+                        M1 = 0.0
+                        for q in range(nq):
+                            x = m + half * xi[q]
+                            fx = coef[coef.shape[0] - 1]
+                            for kk in range(coef.shape[0] - 2, -1, -1):
+                                fx = fx * x + coef[kk]
+                            e = (A + S * x) - fx
+                            we = (half * wi[q]) * e
+                            M0 += we
+                            M1 += we * x
+                            loss += we * e
+                    m0[p] = M0
+                    m1[p] = M1
+                    q0 += M0
+                    q1 += M1
+                    p0[p] = q0
+                    p1[p] = q1
+                    if p < N:
+                        rs += rvw[p]
+                        ra += rvb[p]
+                    lo = hi
+                if grad:
+                    # 4. suffix sums of the moments; neuron of rank k: suffix from piece k + 1
+                    # (right-facing) or prefix up to piece k (left-facing); dead neurons read
+                    # zero-length pieces only
+                    # pq[:N+1] holds the prefix sums, pq[N+1+k] the suffix from piece k+1: the
+                    # neuron's integral is one indexed load (a select here compiles to a
+                    # data-dependent branch, mispredicted half of the time)
+                    s0 = 0.0
+                    s1 = 0.0
+                    for k in range(N - 1, -1, -1):
+                        s0 += m0[k + 1]
+                        s1 += m1[k + 1]
+                        pq0[M + k] = s0
+                        pq1[M + k] = s1
+                        j = idx[k]
+                        w = ws[k]
+                        # ws holds w + 0.0 (no -0.0): sign bit set <=> w < 0 <=> left-facing;
+                        # integer arithmetic, so no compare for the compiler to turn into a branch
+                        r = k + M * (1 + (wsi[k] >> 63))
+                        I0 = pq0[r]
+                        I1 = pq1[r]
+                        v = vs[k]
+                        g[j] = 2.0 * (v * I1)
+                        g[N + j] = 2.0 * (v * I0)
+                        g[2 * N + j] = 2.0 * (w * I1 + bs[k] * I0)
+                    g[3 * N] = 2.0 * q0
+                if it < steps:
+                    for i in range(d):
+                        th[i] = th[i] - step * g[i]
+            L[b] = loss
+            if steps > 0:
                 for i in range(d):
-                    th[i] = th[i] - step * g[i]
-        L[b] = loss
-        if steps > 0:
-            for i in range(d):
-                X[b, i] = th[i]
-        elif need_grad:
-            for i in range(d):
-                G[b, i] = g[i]
+                    X[b, i] = th[i]
+            elif need_grad:
+                for i in range(d):
+                    G[b, i] = g[i]
+
+    return kernel
 
 
+#: Neuron counts up to this get their own compiled kernel (:func:`kernel_for`).
+SPECIALISED_N = 8
+#: The generic kernel (any ``N``).
+kernel = _make_kernel(0)
+_KERNELS = {n: _make_kernel(n) for n in range(1, SPECIALISED_N + 1)}
+
+
+def kernel_for(N: int):
+    """The kernel for ``N`` neurons: specialised for ``N <= SPECIALISED_N``, else generic
+    (each compiled on first use and cached on disk)."""
+    return _KERNELS.get(int(N), kernel)
