@@ -25,6 +25,9 @@ once:
    suffix from piece ``r + 1`` (right-facing) or the prefix up to piece ``r`` (left-facing) and
    writes its three gradient coordinates.
 
+One source, compiled per neuron count for ``N <= SPECIALISED_N`` (:func:`kernel_for`: ``N`` a
+compile-time constant, the short loops unrolled) and once generically above.
+
 Dead neurons (``A_j`` empty) enter no piece sum, and their gradient coordinates are sums of
 moments of zero-length pieces only, i.e. exactly 0.  Floating-point semantics: no
 ``fastmath`` (no reassociation, no FMA contraction), ``error_model="numpy"`` (division by 0
