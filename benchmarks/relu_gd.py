@@ -271,7 +271,7 @@ def main(argv=None) -> int:
                   f"({a['csm_fused_ns_per_neuron_step']:5.1f})  vs "
                   f"{b['csm_step_ns_per_neuron_step']:6.1f} "
                   f"({b['csm_fused_ns_per_neuron_step']:5.1f})")
-        state_matched(args, eng_of, rec)
+        batch_size_alone(args, eng_of, rec)
     if torch is not None:
         errs = [r[k + "_cfg"]["grid_loss_rel_err_median"] for r in summary.values()
                 for k in ("torch_f32", "torch_f64")]
@@ -285,7 +285,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def state_matched(args, eng_of, rec) -> None:
+def batch_size_alone(args, eng_of, rec) -> None:
     """Batch size alone: the same ``Bmax`` networks from the same start, as ``Bmax / 100``
     calls of 100 networks or one call of ``Bmax`` (each contender first copies the same start
     into its work array: equal cost, included).

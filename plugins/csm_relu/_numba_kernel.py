@@ -75,7 +75,7 @@ def _insertion_sort(key, idx, lo, hi):
 @njit(**_JIT)
 def _sort(key, idx, n, stack):
     """In-place sort of ``key[:n]`` (no nan: breakpoints are clipped) with ``idx`` alongside,
-    ties by neuron index (for ``idx`` starting as ``0..n-1``), so that the sorted order -- and
+    ties by neuron index (for ``idx`` ascending on input), so that the sorted order -- and
     with it every sum of the kernel -- is unique, whichever algorithm produced it (counting,
     quicksort, or the warm insertion sort of later GD steps).
 
@@ -156,6 +156,15 @@ def _ties_by_index(key, idx, n):
                 b -= 1
             idx[b + 1] = v
         i = j
+
+
+@njit(inline="always", **_JIT)
+def _breakpoint(th, N, j, alpha, beta):
+    """``tau_j = -b_j / w_j`` clipped exactly as ``np.fmax(np.fmin(t, beta), alpha)`` (nan ->
+    beta); inlined, so the warm and the cold sort compute it identically at no call cost."""
+    t = -th[N + j] / (th[j] + 0.0)
+    tau = t if t <= beta else beta
+    return tau if tau >= alpha else alpha
 
 
 def pack(N, alpha, beta, a0, a1, affine, coef, xi, wi):
@@ -254,10 +263,7 @@ def _make_kernel(NS):
                 cold = True
                 if it > 0 and N >= WARM_N:
                     for k in range(N):
-                        j = idx[k]
-                        t = -th[N + j] / (th[j] + 0.0)
-                        tau = t if t <= beta else beta
-                        key[k] = tau if tau >= alpha else alpha
+                        key[k] = _breakpoint(th, N, idx[k], alpha, beta)
                     budget = WARM_SHIFTS * N
                     for i in range(1, N):
                         kk = key[i]
@@ -275,9 +281,7 @@ def _make_kernel(NS):
                     cold = budget < 0
                 if cold:
                     for j in range(N):
-                        t = -th[N + j] / (th[j] + 0.0)
-                        tau = t if t <= beta else beta
-                        key[j] = tau if tau >= alpha else alpha
+                        key[j] = _breakpoint(th, N, j, alpha, beta)
                         idx[j] = j
                     if N <= SMALL_N:
                         # rank by counting (branch-free O(N^2) compares, vectorised); ties by index
