@@ -189,13 +189,16 @@ class RotatedQuartic(ProblemBase):
             S[k, k] = 2.0
         self._wy = S
 
-    def _rot_T(self, X: np.ndarray) -> np.ndarray:  # u = R^T x: rows U = X R = X - (X W) S W^T
+    def _wy_apply(self, X: np.ndarray, S: np.ndarray) -> np.ndarray:
+        """Rows ``X - (X W) S W^T``: ``X R`` with ``S``, ``X R^T`` with ``S^T``."""
         Hh = self._house
-        return X - ((X @ Hh.T) @ self._wy) @ Hh
+        return X - ((X @ Hh.T) @ S) @ Hh
 
-    def _rot(self, U: np.ndarray) -> np.ndarray:  # x = R u: rows X = U R^T = U - (U W) S^T W^T
-        Hh = self._house
-        return U - ((U @ Hh.T) @ self._wy.T) @ Hh
+    def _rot_T(self, X: np.ndarray) -> np.ndarray:  # u = R^T x: rows U = X R
+        return self._wy_apply(X, self._wy)
+
+    def _rot(self, U: np.ndarray) -> np.ndarray:  # x = R u: rows X = U R^T
+        return self._wy_apply(U, self._wy.T)
 
     @property
     def reflections(self) -> np.ndarray:
